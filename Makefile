@@ -1,0 +1,33 @@
+# hakmem's front door. CMake does the work; each variant builds in its own
+# folder under build/.
+#   make            release library: build/release/lib/libhakmem.{so,a}, build/release/bin/hakmem
+#   make test       build and run the tests (unit tests and real programs under LD_PRELOAD)
+#   make demo       run a real program under hakmem beside glibc, with hakmem's statistics
+#   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc
+#   make deps       install the Debian packages the build, tests and benchmarks need
+JOBS ?= $(shell nproc)
+CMAKE ?= cmake
+BUILD := build
+
+.PHONY: all release test demo bench deps clean
+
+all: release
+
+release:
+	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	$(CMAKE) --build $(BUILD)/release -j $(JOBS)
+
+test: release
+	cd $(BUILD)/release && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+demo: release
+	bash ci/demo
+
+bench: release
+	bash bench/run $(BENCH_ARGS)
+
+deps:
+	bash ci/install-deps
+
+clean:
+	rm -rf $(BUILD)

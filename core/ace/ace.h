@@ -1,0 +1,42 @@
+// Box 3: ACE, the adaptive layer. Off the hot path: the refill engine reports
+// what each refill and flush cost through a bounded ring (dropped when full),
+// a UCB1 bandit per size class picks the batch size and cache capacity that
+// minimise slow-path work per operation with a penalty for cached memory,
+// and publishes them as a policy. A new policy takes effect at the next refill
+// of its class, and only there (contract B). HAKMEM_ACE=0: fixed defaults.
+#pragma once
+
+#include "base/base.h"
+#include "size_class/size_class.h"
+
+namespace hakmem {
+
+struct ClassPolicy {
+  uint16_t batch;  // blocks moved per refill or flush
+  uint16_t cap;    // blocks a thread cache may hold before it flushes
+};
+
+// The policy in force for a class. Call it from a refill only.
+ClassPolicy ace_policy(int cls);
+// The fixed default of a class (what HAKMEM_ACE=0 uses).
+ClassPolicy ace_default_policy(int cls);
+
+enum class AceEventKind : uint8_t { kRefill = 1, kFlush = 2 };
+struct AceEvent {
+  uint32_t ops;     // allocations and frees of the class in this thread since its last event
+  uint8_t cls;
+  AceEventKind kind;
+};
+// Reports one slow-path event; occasionally runs a learning step (on the
+// reporting thread, if no other thread is learning: never waits).
+void ace_record(const AceEvent& e);
+
+// Inspection for tests and stats.
+struct AceStats {
+  uint64_t events, drops, steps, policy_changes;
+};
+void ace_stats(AceStats* out);
+// Runs one learning step now (tests).
+void ace_learn_step();
+
+}  // namespace hakmem

@@ -1,0 +1,61 @@
+// hakmem base: compiler helpers, the lock type and process configuration.
+// Every box may include this header; it includes nothing of hakmem's.
+#pragma once
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HAK_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HAK_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define HAK_INLINE inline __attribute__((always_inline))
+#define HAK_NOINLINE __attribute__((noinline))
+#define HAK_COLD __attribute__((cold, noinline))
+// Initial-exec TLS: one fs-relative load, no __tls_get_addr call, and no
+// allocation by the dynamic loader on first touch (DESIGN.md §1).
+#define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
+
+namespace hakmem {
+
+// A plain pthread mutex: statically initialised (no allocation), understood
+// by TSan, futex-backed so a waiter sleeps instead of burning the other core.
+class Lock {
+ public:
+  void lock() { pthread_mutex_lock(&m_); }
+  void unlock() { pthread_mutex_unlock(&m_); }
+  bool try_lock() { return pthread_mutex_trylock(&m_) == 0; }
+  // After fork() the child holds every lock that the prepare handler took;
+  // it re-initialises them instead of unlocking (only the forking thread survives).
+  void reinit_in_child() { pthread_mutex_init(&m_, nullptr); }
+
+ private:
+  pthread_mutex_t m_ = PTHREAD_MUTEX_INITIALIZER;
+};
+
+class LockGuard {
+ public:
+  explicit LockGuard(Lock& l) : l_(l) { l_.lock(); }
+  ~LockGuard() { l_.unlock(); }
+  LockGuard(const LockGuard&) = delete;
+  LockGuard& operator=(const LockGuard&) = delete;
+
+ private:
+  Lock& l_;
+};
+
+// Process-wide settings, read once from the environment (getenv does not
+// allocate). Defaults hold until config_init() runs.
+struct Config {
+  bool stats_at_exit = false;   // HAKMEM_STATS=1
+  bool verbose = false;         // HAKMEM_VERBOSE=1
+  bool ace_enabled = true;      // HAKMEM_ACE=0 disables the learner
+  uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
+};
+extern Config g_config;
+void config_init();
+
+// Formats and writes one line to stderr without allocating; used for
+// diagnostics from inside the allocator, where stdio could recurse.
+void diag(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace hakmem

@@ -1,0 +1,80 @@
+#include "central/central.h"
+
+#include "slab/slab.h"
+
+namespace hakmem {
+
+namespace {
+
+constexpr uint32_t kMaxBatches = 32;
+// At most this many bytes of a class wait in its pool; the rest go back to
+// the slabs so that empty slabs can return to the OS.
+constexpr uint64_t kPoolBytesPerClass = 1u << 20;
+
+struct Batch {
+  void* head = nullptr;
+  uint32_t count = 0;
+};
+
+struct alignas(64) CentralClass {  // own cache line: classes do not contend
+  Lock lock;
+  uint32_t batches = 0;
+  uint64_t pooled_blocks = 0;
+  Batch stack[kMaxBatches]{};
+};
+
+CentralClass g_central[kNumClasses];
+
+}  // namespace
+
+uint32_t central_take(int cls, uint32_t want, void** head) {
+  CentralClass& c = g_central[cls];
+  LockGuard guard(c.lock);
+  if (c.batches > 0) {
+    Batch b = c.stack[--c.batches];
+    c.pooled_blocks -= b.count;
+    *head = b.head;
+    return b.count;
+  }
+  return slab_take_blocks(cls, want, head);
+}
+
+void central_give(int cls, void* head, uint32_t count) {
+  CentralClass& c = g_central[cls];
+  LockGuard guard(c.lock);
+  uint64_t pooled_bytes = (c.pooled_blocks + count) * class_size(cls);
+  if (c.batches < kMaxBatches && pooled_bytes <= kPoolBytesPerClass) {
+    c.stack[c.batches++] = Batch{head, count};
+    c.pooled_blocks += count;
+    return;
+  }
+  slab_return_blocks(cls, head, count);
+}
+
+void central_drain(int cls) {
+  CentralClass& c = g_central[cls];
+  LockGuard guard(c.lock);
+  while (c.batches > 0) {
+    Batch b = c.stack[--c.batches];
+    slab_return_blocks(cls, b.head, b.count);
+  }
+  c.pooled_blocks = 0;
+}
+
+uint64_t central_pooled_blocks(int cls) {
+  CentralClass& c = g_central[cls];
+  LockGuard guard(c.lock);
+  return c.pooled_blocks;
+}
+
+void central_fork_prepare() {
+  for (auto& c : g_central) c.lock.lock();
+}
+void central_fork_parent() {
+  for (auto& c : g_central) c.lock.unlock();
+}
+void central_fork_child() {
+  for (auto& c : g_central) c.lock.reinit_in_child();
+}
+
+}  // namespace hakmem

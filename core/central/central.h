@@ -1,0 +1,26 @@
+// Central pool: per size class, shared by all threads. It holds whole
+// batches of free blocks (a list head and a count each), so that handing a
+// batch over costs one lock, never a walk over its blocks. Beyond its
+// capacity, blocks go back to their slabs.
+#pragma once
+
+#include "base/base.h"
+#include "size_class/size_class.h"
+
+namespace hakmem {
+
+// Takes one batch, or carves up to `want` blocks from the class's slabs when
+// the pool is empty. Returns the count (0: out of memory); *head gets the list.
+uint32_t central_take(int cls, uint32_t want, void** head);
+// Hands over a list of `count` blocks linked through word 0.
+void central_give(int cls, void* head, uint32_t count);
+// Sends every pooled batch back to its slabs (malloc_trim, decay).
+void central_drain(int cls);
+// Blocks pooled for a class (stats).
+uint64_t central_pooled_blocks(int cls);
+
+void central_fork_prepare();
+void central_fork_parent();
+void central_fork_child();
+
+}  // namespace hakmem

@@ -1,0 +1,436 @@
+// The allocator's entry points. The two hot paths, hak_malloc and hak_free,
+// are at the top of this file; everything below them is slow path.
+#include "front/front.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "ace/ace.h"
+#include "central/central.h"
+#include "large/large.h"
+#include "os/os.h"
+#include "refill/refill.h"
+#include "size_class/size_class.h"
+#include "slab/slab.h"
+#include "stats/stats.h"
+#include "tls_cache/tls_cache.h"
+
+using namespace hakmem;
+
+namespace {
+
+HAK_NOINLINE void* small_alloc_slow(int cls);
+HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
+HAK_NOINLINE void free_slow(void* p);
+HAK_NOINLINE void free_flush(int cls);
+
+}  // namespace
+
+// ---------------------------------------------------------------- hot path
+
+extern "C" void* hak_malloc(size_t size) {
+  if (HAK_LIKELY(size <= kSlabMax)) {
+    int cls = size_to_class(size);        // two table lookups, no division
+    void* block = tls_cache_pop(cls);     // this thread's list: no lock, no atomic
+    if (HAK_LIKELY(block != nullptr)) return block;
+    return small_alloc_slow(cls);         // empty list: refill a batch
+  }
+  return big_alloc(size, 0, false);
+}
+
+extern "C" void hak_free(void* p) {
+  uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  // Is p inside one of our segments? One byte of the segment map says so;
+  // NULL, foreign pointers and large/huge blocks all leave through free_slow.
+  size_t slot = addr >> kSegmentShift;
+  if (HAK_UNLIKELY(slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment)) return free_slow(p);
+  // The unit's entry in the segment header gives class and slab start (§3).
+  Segment* seg = segment_of(p);
+  uint16_t info = seg->unit_info[unit_of(p)];
+  if (HAK_UNLIKELY(!tag_is_slab(static_cast<uint8_t>(info)))) return free_slow(p);
+  int cls = tag_class(static_cast<uint8_t>(info));
+  // A block boundary? One multiply instead of a division (see ClassInfo).
+  uint64_t offset = static_cast<uint32_t>(addr - reinterpret_cast<uintptr_t>(unit_address(seg, info >> 8)));
+  uint64_t divisor_c = class_info(cls).divisor_c;
+  if (HAK_UNLIKELY(offset * divisor_c >= divisor_c)) return free_slow(p);
+  if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(cls);  // over capacity: send a batch out
+}
+
+// ---------------------------------------------------------------- init
+
+namespace {
+
+std::atomic<int> g_init_state{0};  // 0: not started, 1: running, 2: done
+
+void fork_prepare() {
+  thread_registry_fork_prepare();
+  central_fork_prepare();
+  backend_fork_prepare();
+  large_fork_prepare();
+}
+void fork_parent() {
+  large_fork_parent();
+  backend_fork_parent();
+  central_fork_parent();
+  thread_registry_fork_parent();
+}
+void fork_child() {
+  large_fork_child();
+  backend_fork_child();
+  central_fork_child();
+  thread_registry_fork_child();
+}
+
+HAK_COLD void init_slow() {
+  int expected = 0;
+  if (g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+    config_init();
+    g_init_state.store(2, std::memory_order_release);
+    // After the state says done: pthread_atfork may allocate, and that
+    // allocation must not come back here.
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    return;
+  }
+  while (g_init_state.load(std::memory_order_acquire) != 2) {
+  }
+}
+
+void count_bad_free(void* p, bool ours) {
+  if (ours) g_counters.invalid_frees.add(1); else g_counters.foreign_frees.add(1);
+  if (g_config.verbose)
+    diag("hakmem: free(%p): %s; ignored", p,
+         ours ? "not the start of a block (interior or damaged pointer)" : "pointer not allocated by hakmem");
+}
+
+bool in_our_memory(const void* p) {
+  size_t slot = segmap_slot(p);
+  return slot < kSegmapSlots && g_segmap[slot] != kSlotForeign;
+}
+
+void* small_alloc_slow(int cls) {
+  front_ensure_init();
+  void* p = refill_alloc(cls);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void free_flush(int cls) {
+  front_ensure_init();
+  refill_flush(cls);
+}
+
+void* big_alloc(size_t size, size_t align, bool zero) {
+  front_ensure_init();
+  if (size > PTRDIFF_MAX) {  // glibc's limit: no object may exceed it
+    errno = ENOMEM;
+    return nullptr;
+  }
+  bool zeroed = false;
+  void* p = large_alloc(size, align, &zeroed);
+  if (p == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (zero && !zeroed) memset(p, 0, size);
+  return p;
+}
+
+void free_slow(void* p) {
+  if (p == nullptr) return;
+  if (large_free(p)) return;
+  count_bad_free(p, in_our_memory(p));
+}
+
+// The class of p if p is the start of a slab block, else -1.
+int slab_class_of(const void* p) {
+  Segment* seg = segment_lookup(p);
+  if (seg == nullptr) return -1;
+  uint16_t info = seg->unit_info[unit_of(p)];
+  if (!tag_is_slab(static_cast<uint8_t>(info))) return -1;
+  int cls = tag_class(static_cast<uint8_t>(info));
+  size_t off = static_cast<size_t>(static_cast<const char*>(p) - unit_address(seg, info >> 8));
+  if (off % class_size(cls) != 0) return -1;
+  return cls;
+}
+
+// Allocation with an alignment (a power of two) and optional zeroing.
+void* alloc_aligned(size_t align, size_t size, bool zero) {
+  void* p;
+  if (align <= 16 && size <= kSlabMax) {
+    // Every class above 8 B is 16-aligned; the 8 B class is 8-aligned.
+    if (align == 16 && size < 16) size = 16;
+    p = hak_malloc(size);
+    if (p != nullptr && zero) memset(p, 0, size);
+    return p;
+  }
+  int cls = size_to_aligned_class(size, align);
+  if (cls >= 0) {
+    p = tls_cache_pop(cls);
+    if (p == nullptr) p = small_alloc_slow(cls);
+    if (p != nullptr && zero) memset(p, 0, size);
+    return p;
+  }
+  return big_alloc(size, align, zero);
+}
+
+bool is_power_of_two(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+__attribute__((no_sanitize("thread")))  // live threads' counters: a benign, documented race
+void add_thread_counters(const ThreadCache* tc, void* arg) {
+  hak_stats* out = static_cast<hak_stats*>(arg);
+  for (int c = 0; c < kNumClasses; ++c) {
+    const ClassCounters& k = tc->counters[c];
+    out->classes[c].allocs += k.allocs;
+    out->classes[c].frees += k.frees;
+    out->classes[c].tls_misses += k.misses;
+    out->classes[c].refills += k.refills;
+    out->classes[c].flushes += k.flushes;
+  }
+}
+
+__attribute__((destructor)) void report_at_exit() {
+  if (g_config.stats_at_exit) {
+    hak_stats s;
+    hak_stats_get(&s);
+    stats_write_report(s, 2);
+  }
+}
+
+}  // namespace
+
+void hakmem::front_ensure_init() {
+  if (HAK_LIKELY(g_init_state.load(std::memory_order_acquire) == 2)) return;
+  init_slow();
+}
+
+// ---------------------------------------------------------------- the rest of the API
+
+extern "C" void* hak_calloc(size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (total <= kSlabMax) {
+    void* p = hak_malloc(total);
+    if (p != nullptr) memset(p, 0, total);
+    return p;
+  }
+  return big_alloc(total, 0, true);
+}
+
+extern "C" size_t hak_malloc_usable_size(const void* p) {
+  if (p == nullptr) return 0;
+  int cls = slab_class_of(p);
+  if (cls >= 0) return class_size(cls);
+  return large_usable_size(p);
+}
+
+extern "C" void* hak_realloc(void* p, size_t size) {
+  if (p == nullptr) return hak_malloc(size);
+  if (size == 0) {  // glibc: realloc(p, 0) frees p and returns NULL
+    hak_free(p);
+    return nullptr;
+  }
+  size_t old = hak_malloc_usable_size(p);
+  if (old == 0) {
+    // Not a block of ours: we cannot know how much to copy. Fail like an
+    // exhausted heap would, leaving p untouched (the caller still owns it).
+    count_bad_free(p, in_our_memory(p));
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (size <= old && size >= old / 2) return p;  // fits, and not wastefully
+  if (old > kLargeMax && size > kLargeMax) {     // huge to huge: move pages, not bytes
+    if (void* q = huge_resize(p, size)) return q;
+  }
+  void* q = hak_malloc(size);
+  if (q == nullptr) return nullptr;  // errno set; p stays valid
+  memcpy(q, p, size < old ? size : old);
+  hak_free(p);
+  return q;
+}
+
+extern "C" void* hak_reallocarray(void* p, size_t count, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(count, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return hak_realloc(p, total);
+}
+
+extern "C" int hak_posix_memalign(void** out, size_t align, size_t size) {
+  if (!is_power_of_two(align) || align % sizeof(void*) != 0) return EINVAL;
+  int saved = errno;
+  void* p = alloc_aligned(align, size, false);
+  if (p == nullptr) return ENOMEM;  // posix_memalign reports through its result, not errno
+  errno = saved;
+  *out = p;
+  return 0;
+}
+
+extern "C" void* hak_aligned_alloc(size_t align, size_t size) {
+  if (!is_power_of_two(align)) {  // C17 and glibc >= 2.38
+    errno = EINVAL;
+    return nullptr;
+  }
+  return alloc_aligned(align, size, false);
+}
+
+extern "C" void* hak_memalign(size_t align, size_t size) {
+  if (align > (SIZE_MAX >> 1) + 1) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (align == 0) align = 1;
+  if (!is_power_of_two(align)) align = size_t{1} << (64 - __builtin_clzll(align));  // glibc rounds up
+  return alloc_aligned(align, size, false);
+}
+
+extern "C" void* hak_valloc(size_t size) { return alloc_aligned(kOsPageSize, size, false); }
+
+extern "C" void* hak_pvalloc(size_t size) {
+  size_t rounded = (size + kOsPageSize - 1) & ~(kOsPageSize - 1);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return alloc_aligned(kOsPageSize, rounded == 0 ? kOsPageSize : rounded, false);
+}
+
+extern "C" void hak_free_sized(void* p, size_t) { hak_free(p); }
+
+extern "C" int hak_owns(const void* p) {
+  if (p == nullptr) return 0;
+  return slab_class_of(p) >= 0 || large_usable_size(p) != 0;
+}
+
+extern "C" void hak_stats_get(hak_stats* out) {
+  *out = hak_stats{};
+  thread_registry_each(add_thread_counters, out);
+  stats_add_totals(out);
+  BackendStats b;
+  backend_stats(&b);
+  uint64_t in_use = 0;
+  for (int c = 0; c < kNumClasses; ++c) {
+    hak_class_stats& k = out->classes[c];
+    k.slabs = b.slabs[c];
+    if (k.allocs > k.frees) in_use += (k.allocs - k.frees) * k.block_size;
+  }
+  out->segments = b.segments;
+  out->huge_cached_bytes = huge_cached_bytes();
+  out->bytes_mapped = b.bytes_mapped + g_counters.huge_mapped_bytes.get();
+  out->bytes_in_use = in_use + out->large_live_bytes + out->huge_live_bytes;
+  out->bytes_dirty = b.bytes_dirty + out->huge_cached_bytes;
+  out->bytes_returned = b.bytes_returned;
+  out->rss_bytes = os_rss_bytes();
+  out->peak_rss_bytes = os_peak_rss_bytes();
+}
+
+extern "C" void hak_stats_print(FILE* out) {
+  hak_stats s;
+  hak_stats_get(&s);
+  if (out != nullptr) fflush(out);
+  stats_write_report(s, out != nullptr ? fileno(out) : 2);
+}
+
+extern "C" void hak_trim(void) {
+  front_ensure_init();
+  refill_flush_all();
+  for (int c = 0; c < kNumClasses; ++c) central_drain(c);
+  huge_cache_trim();
+  backend_purge(true);
+}
+
+extern "C" int hak_check_heap(void) { return backend_check_integrity(); }
+
+// ---------------------------------------------------------------- drop-in symbols
+
+#ifdef HAKMEM_OVERRIDE
+#define HAK_ALIAS(name) __attribute__((alias(#name), used, visibility("default")))
+extern "C" {
+void* malloc(size_t) HAK_ALIAS(hak_malloc);
+void free(void*) HAK_ALIAS(hak_free);
+void* calloc(size_t, size_t) HAK_ALIAS(hak_calloc);
+void* realloc(void*, size_t) HAK_ALIAS(hak_realloc);
+void* reallocarray(void*, size_t, size_t) HAK_ALIAS(hak_reallocarray);
+int posix_memalign(void**, size_t, size_t) HAK_ALIAS(hak_posix_memalign);
+void* aligned_alloc(size_t, size_t) HAK_ALIAS(hak_aligned_alloc);
+void* memalign(size_t, size_t) HAK_ALIAS(hak_memalign);
+void* valloc(size_t) HAK_ALIAS(hak_valloc);
+void* pvalloc(size_t) HAK_ALIAS(hak_pvalloc);
+size_t malloc_usable_size(void*) HAK_ALIAS(hak_malloc_usable_size);
+void cfree(void*) HAK_ALIAS(hak_free);
+// glibc's internal names, which some programs and libraries call directly.
+void* __libc_malloc(size_t) HAK_ALIAS(hak_malloc);
+void __libc_free(void*) HAK_ALIAS(hak_free);
+void* __libc_calloc(size_t, size_t) HAK_ALIAS(hak_calloc);
+void* __libc_realloc(void*, size_t) HAK_ALIAS(hak_realloc);
+void* __libc_memalign(size_t, size_t) HAK_ALIAS(hak_memalign);
+void* __libc_valloc(size_t) HAK_ALIAS(hak_valloc);
+void* __libc_pvalloc(size_t) HAK_ALIAS(hak_pvalloc);
+int __posix_memalign(void**, size_t, size_t) HAK_ALIAS(hak_posix_memalign);
+
+__attribute__((visibility("default"))) int malloc_trim(size_t) {
+  hak_trim();
+  return 1;
+}
+__attribute__((visibility("default"))) void malloc_stats(void) { hak_stats_print(stderr); }
+__attribute__((visibility("default"))) int mallopt(int, int) { return 1; }  // accepted, no tunables
+
+__attribute__((visibility("default"))) int malloc_info(int options, FILE* fp) {
+  if (options != 0 || fp == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  hak_stats s;
+  hak_stats_get(&s);
+  fprintf(fp, "<malloc version=\"hakmem-1\">\n<heap nr=\"0\">\n<sizes>\n");
+  for (int c = 0; c < HAK_NUM_CLASSES; ++c) {
+    const hak_class_stats& k = s.classes[c];
+    if (k.allocs == 0) continue;
+    fprintf(fp, "<size from=\"%llu\" to=\"%llu\" total=\"%llu\" count=\"%llu\"/>\n",
+            static_cast<unsigned long long>(c == 0 ? 0 : s.classes[c - 1].block_size + 1),
+            static_cast<unsigned long long>(k.block_size),
+            static_cast<unsigned long long>((k.allocs - (k.frees < k.allocs ? k.frees : k.allocs)) * k.block_size),
+            static_cast<unsigned long long>(k.allocs - (k.frees < k.allocs ? k.frees : k.allocs)));
+  }
+  fprintf(fp, "</sizes>\n<total type=\"mmap\" count=\"%llu\" size=\"%llu\"/>\n",
+          static_cast<unsigned long long>(s.segments), static_cast<unsigned long long>(s.bytes_mapped));
+  fprintf(fp, "<system type=\"current\" size=\"%llu\"/>\n<aspace type=\"total\" size=\"%llu\"/>\n",
+          static_cast<unsigned long long>(s.bytes_mapped), static_cast<unsigned long long>(s.bytes_in_use));
+  fprintf(fp, "</heap>\n</malloc>\n");
+  return 0;
+}
+
+__attribute__((visibility("default"))) struct mallinfo2 mallinfo2(void) {
+  hak_stats s;
+  hak_stats_get(&s);
+  struct mallinfo2 m = {};
+  m.arena = s.bytes_mapped;
+  m.hblks = s.huge_allocs - s.huge_frees;
+  m.hblkhd = s.huge_live_bytes;
+  m.uordblks = s.bytes_in_use;
+  m.fordblks = s.bytes_mapped > s.bytes_in_use ? s.bytes_mapped - s.bytes_in_use : 0;
+  m.keepcost = s.bytes_dirty;
+  return m;
+}
+
+__attribute__((visibility("default"))) struct mallinfo mallinfo(void) {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo m = {};
+  m.arena = static_cast<int>(m2.arena);
+  m.hblks = static_cast<int>(m2.hblks);
+  m.hblkhd = static_cast<int>(m2.hblkhd);
+  m.uordblks = static_cast<int>(m2.uordblks);
+  m.fordblks = static_cast<int>(m2.fordblks);
+  m.keepcost = static_cast<int>(m2.keepcost);
+  return m;
+}
+}  // extern "C"
+#endif  // HAKMEM_OVERRIDE

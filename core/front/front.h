@@ -1,0 +1,12 @@
+// Front: the entry points (hak_* and, in the release library, the C and C++
+// allocator symbols), process initialisation and fork safety.
+#pragma once
+
+#include "hakmem.h"
+
+namespace hakmem {
+
+// Runs process initialisation once (settings, fork handlers). Cheap after the first call.
+void front_ensure_init();
+
+}  // namespace hakmem

@@ -1,0 +1,235 @@
+#include "large/large.h"
+
+#include "os/os.h"
+#include "slab/slab.h"
+#include "stats/stats.h"
+
+namespace hakmem {
+
+namespace {
+
+constexpr uint64_t kHugeMagic = 0x68616b6d68756765ull;  // "hakmhuge"
+constexpr size_t kHugeHeader = kOsPageSize;
+constexpr int kHugeCacheEntries = 8;
+constexpr uint64_t kHugeCacheBytes = uint64_t{256} << 20;
+
+struct HugeHeader {
+  uint64_t magic;
+  void* user;       // the block; the header is one page below it
+  size_t map_size;  // the whole mapping, header page included
+};
+
+struct HugeCacheEntry {
+  char* base;  // mapping start (header page)
+  size_t map_size;
+  uint64_t freed_ms;
+};
+
+Lock g_huge_lock;
+HugeCacheEntry g_huge_cache[kHugeCacheEntries];
+int g_huge_cached = 0;
+uint64_t g_huge_cached_bytes = 0;
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
+
+HugeHeader* huge_header(const void* user) {
+  return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) - kHugeHeader);
+}
+
+// A pointer in a slot marked huge is a huge block only if it is page-aligned
+// and its header agrees.
+HugeHeader* huge_lookup(const void* p) {
+  size_t slot = segmap_slot(p);
+  if (slot >= kSegmapSlots || g_segmap[slot] != kSlotHuge) return nullptr;
+  if ((reinterpret_cast<uintptr_t>(p) & kSegmentMask) != 0) return nullptr;
+  HugeHeader* h = huge_header(p);
+  if (h->magic != kHugeMagic || h->user != p) return nullptr;
+  return h;
+}
+
+Slab* span_lookup(const void* p) {
+  Segment* seg = segment_lookup(p);
+  if (seg == nullptr) return nullptr;
+  uint16_t info = seg->unit_info[unit_of(p)];
+  if (static_cast<uint8_t>(info) != kTagLarge) return nullptr;
+  Slab* run = &seg->slabs[info >> 8];
+  if (slab_start(run) != p) return nullptr;
+  return run;
+}
+
+void unmap_cache_entry(int i) {
+  HugeCacheEntry e = g_huge_cache[i];
+  g_huge_cache[i] = g_huge_cache[--g_huge_cached];
+  g_huge_cached_bytes -= e.map_size;
+  g_counters.huge_mapped_bytes.sub(e.map_size);
+  os_unmap(e.base, e.map_size);
+}
+
+void expire_cache_locked(uint64_t now) {
+  for (int i = g_huge_cached - 1; i >= 0; --i)
+    if (now - g_huge_cache[i].freed_ms >= g_config.decay_ms) unmap_cache_entry(i);
+}
+
+void* huge_install(char* base, size_t map_size) {
+  char* user = base + kHugeHeader;
+  HugeHeader* h = reinterpret_cast<HugeHeader*>(base);
+  h->magic = kHugeMagic;
+  h->user = user;
+  h->map_size = map_size;
+  g_segmap[segmap_slot(user)] = kSlotHuge;
+  g_counters.huge_allocs.add(1);
+  g_counters.huge_live_bytes.add(map_size - kHugeHeader);
+  return user;
+}
+
+void* huge_alloc(size_t size, size_t align, bool* zeroed) {
+  size_t usable = round_up(size, kOsPageSize);
+  size_t map_size = usable + kHugeHeader;
+  if (usable < size || map_size < usable) return nullptr;
+  size_t a = align > kSegmentSize ? align : kSegmentSize;
+  {
+    LockGuard guard(g_huge_lock);
+    expire_cache_locked(os_now_ms());
+    // Best fit among cached mappings that satisfy size and alignment.
+    int best = -1;
+    for (int i = 0; i < g_huge_cached; ++i) {
+      const HugeCacheEntry& e = g_huge_cache[i];
+      if (e.map_size >= map_size && (reinterpret_cast<uintptr_t>(e.base + kHugeHeader) & (a - 1)) == 0 &&
+          (best < 0 || e.map_size < g_huge_cache[best].map_size))
+        best = i;
+    }
+    if (best >= 0) {
+      HugeCacheEntry e = g_huge_cache[best];
+      g_huge_cache[best] = g_huge_cache[--g_huge_cached];
+      g_huge_cached_bytes -= e.map_size;
+      // Keep at most a quarter more than asked for; give the tail back.
+      size_t keep = e.map_size;
+      if (e.map_size - map_size > map_size / 4 && os_remap_in_place(e.base, e.map_size, map_size)) {
+        g_counters.huge_mapped_bytes.sub(e.map_size - map_size);
+        keep = map_size;
+      }
+      *zeroed = false;
+      return huge_install(e.base, keep);
+    }
+  }
+  char* base = static_cast<char*>(os_map_aligned(map_size, a, kHugeHeader));
+  if (base == nullptr) return nullptr;
+  g_counters.huge_mapped_bytes.add(map_size);
+  *zeroed = true;
+  return huge_install(base, map_size);
+}
+
+void huge_free(HugeHeader* h) {
+  char* base = reinterpret_cast<char*>(h);
+  size_t map_size = h->map_size;
+  g_segmap[segmap_slot(h->user)] = kSlotForeign;
+  h->magic = 0;  // a second free of the same pointer no longer matches
+  g_counters.huge_frees.add(1);
+  g_counters.huge_live_bytes.sub(map_size - kHugeHeader);
+  LockGuard guard(g_huge_lock);
+  uint64_t now = os_now_ms();
+  expire_cache_locked(now);
+  if (g_config.decay_ms == 0 || map_size > kHugeCacheBytes) {
+    g_counters.huge_mapped_bytes.sub(map_size);
+    os_unmap(base, map_size);
+    return;
+  }
+  while (g_huge_cached > 0 && (g_huge_cached == kHugeCacheEntries || g_huge_cached_bytes + map_size > kHugeCacheBytes)) {
+    int oldest = 0;
+    for (int i = 1; i < g_huge_cached; ++i)
+      if (g_huge_cache[i].freed_ms < g_huge_cache[oldest].freed_ms) oldest = i;
+    unmap_cache_entry(oldest);
+  }
+  g_huge_cache[g_huge_cached++] = HugeCacheEntry{base, map_size, now};
+  g_huge_cached_bytes += map_size;
+}
+
+}  // namespace
+
+void* large_alloc(size_t size, size_t align, bool* zeroed) {
+  if (align < kOsPageSize) align = kOsPageSize;
+  if (size <= kLargeMax && align <= kLargeMax) {
+    uint32_t units = static_cast<uint32_t>((size + kUnitSize - 1) >> kUnitShift);
+    if (units == 0) units = 1;
+    uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
+    Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0);
+    if (run == nullptr) return nullptr;
+    run->large_size = static_cast<size_t>(units) << kUnitShift;
+    g_counters.large_allocs.add(1);
+    g_counters.large_live_bytes.add(run->large_size);
+    *zeroed = false;  // units may have held an earlier run
+    return slab_start(run);
+  }
+  return huge_alloc(size, align, zeroed);
+}
+
+bool large_free(void* p) {
+  if (Slab* run = span_lookup(p)) {
+    g_counters.large_frees.add(1);
+    g_counters.large_live_bytes.sub(run->large_size);
+    backend_free_run(run);
+    return true;
+  }
+  if (HugeHeader* h = huge_lookup(p)) {
+    huge_free(h);
+    return true;
+  }
+  return false;
+}
+
+size_t large_usable_size(const void* p) {
+  if (Slab* run = span_lookup(p)) return run->large_size;
+  if (HugeHeader* h = huge_lookup(p)) return h->map_size - kHugeHeader;
+  return 0;
+}
+
+void* huge_resize(void* p, size_t new_size) {
+  HugeHeader* h = huge_lookup(p);
+  if (h == nullptr) return nullptr;
+  size_t usable = round_up(new_size, kOsPageSize);
+  size_t map_size = usable + kHugeHeader;
+  if (usable < new_size || map_size < usable) return nullptr;
+  char* base = reinterpret_cast<char*>(h);
+  size_t old_size = h->map_size;
+  if (map_size == old_size) return p;
+  if (os_remap_in_place(base, old_size, map_size)) {
+    h->map_size = map_size;
+  } else {
+    // Reserve an aligned target, then move the pages there: no copy.
+    char* target = static_cast<char*>(os_map_aligned(map_size, kSegmentSize, kHugeHeader));
+    if (target == nullptr) return nullptr;
+    if (!os_remap_to(base, old_size, target, map_size)) {
+      os_unmap(target, map_size);
+      return nullptr;
+    }
+    g_segmap[segmap_slot(p)] = kSlotForeign;
+    h = reinterpret_cast<HugeHeader*>(target);
+    h->user = target + kHugeHeader;
+    h->map_size = map_size;
+    g_segmap[segmap_slot(h->user)] = kSlotHuge;
+  }
+  if (map_size > old_size) {
+    g_counters.huge_live_bytes.add(map_size - old_size);
+    g_counters.huge_mapped_bytes.add(map_size - old_size);
+  } else {
+    g_counters.huge_live_bytes.sub(old_size - map_size);
+    g_counters.huge_mapped_bytes.sub(old_size - map_size);
+  }
+  return h->user;
+}
+
+void huge_cache_trim() {
+  LockGuard guard(g_huge_lock);
+  while (g_huge_cached > 0) unmap_cache_entry(g_huge_cached - 1);
+}
+
+uint64_t huge_cached_bytes() {
+  LockGuard guard(g_huge_lock);
+  return g_huge_cached_bytes;
+}
+
+void large_fork_prepare() { g_huge_lock.lock(); }
+void large_fork_parent() { g_huge_lock.unlock(); }
+void large_fork_child() { g_huge_lock.reinit_in_child(); }
+
+}  // namespace hakmem

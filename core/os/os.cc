@@ -1,0 +1,84 @@
+#include "os/os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+namespace hakmem {
+
+void* os_map_aligned(size_t size, size_t align, size_t offset) {
+  // Over-map by `align`, then trim both ends: two extra munmaps are cheaper
+  // than guessing hints, and the result never overlaps anything of ours.
+  const size_t span = size + align;
+  if (span < size) return nullptr;
+  int saved = errno;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;  // a refused mmap must not leak its errno into the caller's
+  if (raw == MAP_FAILED) return nullptr;
+  uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t want = ((base + offset + align - 1) & ~(align - 1)) - offset;
+  if (want < base) want += align;
+  if (want > base) munmap(raw, want - base);
+  uintptr_t end = base + span, used_end = want + size;
+  if (end > used_end) munmap(reinterpret_cast<void*>(used_end), end - used_end);
+  return reinterpret_cast<void*>(want);
+}
+
+void os_unmap(void* p, size_t size) {
+  if (size != 0) munmap(p, size);
+}
+
+void os_purge(void* p, size_t size) {
+  if (size != 0) madvise(p, size, MADV_DONTNEED);
+}
+
+bool os_remap_to(void* old_p, size_t old_size, void* target, size_t new_size) {
+  int saved = errno;
+  void* r = mremap(old_p, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+  errno = saved;
+  return r == target;
+}
+
+bool os_remap_in_place(void* p, size_t old_size, size_t new_size) {
+  int saved = errno;
+  void* r = mremap(p, old_size, new_size, 0);
+  errno = saved;
+  return r == p;
+}
+
+uint64_t os_now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+size_t os_rss_bytes() {
+  // /proc/self/statm through raw read(): no stdio, so no allocation.
+  int saved = errno;
+  int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { errno = saved; return 0; }
+  char buf[128];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  errno = saved;
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* s = buf;
+  while (*s && *s != ' ') ++s;  // skip total program size
+  size_t pages = 0;
+  while (*s == ' ') ++s;
+  while (*s >= '0' && *s <= '9') pages = pages * 10 + static_cast<size_t>(*s++ - '0');
+  return pages * kOsPageSize;
+}
+
+size_t os_peak_rss_bytes() {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return static_cast<size_t>(ru.ru_maxrss) * 1024u;
+}
+
+}  // namespace hakmem

@@ -1,0 +1,151 @@
+#include "refill/refill.h"
+
+#include "ace/ace.h"
+#include "central/central.h"
+#include "stats/stats.h"
+#include "tls_cache/tls_cache.h"
+
+namespace hakmem {
+
+namespace {
+
+Lock g_registry_lock;
+ThreadCache* g_registry = nullptr;
+pthread_key_t g_exit_key;
+bool g_exit_key_ready = false;
+Lock g_key_lock;
+
+void registry_add(ThreadCache* tc) {
+  LockGuard guard(g_registry_lock);
+  tc->prev = nullptr;
+  tc->next = g_registry;
+  if (g_registry) g_registry->prev = tc;
+  g_registry = tc;
+}
+
+void registry_remove(ThreadCache* tc) {
+  LockGuard guard(g_registry_lock);
+  if (tc->prev) tc->prev->next = tc->next; else g_registry = tc->next;
+  if (tc->next) tc->next->prev = tc->prev;
+  tc->next = tc->prev = nullptr;
+}
+
+// pthread key destructor: runs at thread exit, before its TLS goes away.
+// Blocks in the cache go to the central pool; counters merge into the totals.
+void thread_exit(void*) {
+  ThreadCache& tc = t_cache;
+  refill_flush_all();
+  stats_merge(tc.counters);
+  registry_remove(&tc);
+  tc = ThreadCache{};  // a later malloc by another destructor re-registers from scratch
+}
+
+void ensure_exit_key() {
+  if (__atomic_load_n(&g_exit_key_ready, __ATOMIC_ACQUIRE)) return;
+  LockGuard guard(g_key_lock);
+  if (!g_exit_key_ready) {
+    // glibc keeps the first 32 keys' values inside the thread descriptor:
+    // neither creating nor setting a key allocates.
+    pthread_key_create(&g_exit_key, thread_exit);
+    __atomic_store_n(&g_exit_key_ready, true, __ATOMIC_RELEASE);
+  }
+}
+
+void thread_register() {
+  ensure_exit_key();
+  registry_add(&t_cache);
+  t_cache.registered = true;
+  pthread_setspecific(g_exit_key, &t_cache);  // non-null, so the destructor runs
+}
+
+void report_event(int cls, AceEventKind kind) {
+  ClassCounters& k = t_cache.counters[cls];
+  uint64_t ops = k.allocs + k.frees;
+  uint64_t since = ops - t_cache.ops_at_last_event[cls];
+  t_cache.ops_at_last_event[cls] = ops;
+  ace_record(AceEvent{since > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since),
+                      static_cast<uint8_t>(cls), kind});
+}
+
+// The only place a policy is read (contract B): a bin takes on its class's
+// current policy when the refill engine works on it.
+void adopt_policy(TlsBin& bin, int cls) {
+  ClassPolicy p = ace_policy(cls);
+  bin.cap = p.cap;
+  bin.batch = p.batch;
+}
+
+}  // namespace
+
+void* refill_alloc(int cls) {
+  if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
+  TlsBin& bin = t_cache.bins[cls];
+  adopt_policy(bin, cls);
+  void* head = nullptr;
+  uint32_t n = central_take(cls, bin.batch, &head);
+  if (n == 0) return nullptr;
+  ClassCounters& k = t_cache.counters[cls];
+  ++k.misses;
+  ++k.refills;
+  ++k.allocs;
+  report_event(cls, AceEventKind::kRefill);
+  bin.head = *static_cast<void**>(head);
+  bin.count = n - 1;
+  return head;
+}
+
+void refill_flush(int cls) {
+  if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
+  TlsBin& bin = t_cache.bins[cls];
+  if (bin.cap == 0) {  // first contact of this bin: a free before any malloc of its class
+    adopt_policy(bin, cls);
+    if (bin.count <= bin.cap) return;
+  }
+  uint32_t n = bin.batch < bin.count ? bin.batch : bin.count;
+  // Cut the first n blocks off the list: a walk over this thread's own list,
+  // outside any lock; the central pool then takes the batch whole.
+  void* head = bin.head;
+  void* last = head;
+  for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
+  bin.head = *static_cast<void**>(last);
+  *static_cast<void**>(last) = nullptr;
+  bin.count -= n;
+  central_give(cls, head, n);
+  ++t_cache.counters[cls].flushes;
+  report_event(cls, AceEventKind::kFlush);
+}
+
+void refill_flush_all() {
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    TlsBin& bin = t_cache.bins[cls];
+    if (bin.count > 0) {
+      central_give(cls, bin.head, bin.count);
+      ++t_cache.counters[cls].flushes;
+    }
+    bin.head = nullptr;
+    bin.count = 0;
+  }
+}
+
+void thread_registry_each(void (*fn)(const ThreadCache*, void*), void* arg) {
+  LockGuard guard(g_registry_lock);
+  for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next) fn(tc, arg);
+}
+
+void thread_registry_fork_prepare() { g_registry_lock.lock(); }
+void thread_registry_fork_parent() { g_registry_lock.unlock(); }
+void thread_registry_fork_child() {
+  g_registry_lock.reinit_in_child();
+  // Only the forking thread lives on in the child: the others' caches stay
+  // where they are (their blocks are simply never reused), but they leave
+  // the registry and their counts join the totals.
+  for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next)
+    if (tc != &t_cache) stats_merge(tc->counters);
+  g_registry = nullptr;
+  if (t_cache.registered) {
+    t_cache.next = t_cache.prev = nullptr;
+    g_registry = &t_cache;
+  }
+}
+
+}  // namespace hakmem

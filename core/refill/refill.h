@@ -1,0 +1,28 @@
+// Box 2: the refill engine. When a thread cache runs dry it brings a batch in
+// from the central pool (or fresh slab blocks); when a cache grows past its
+// capacity it sends a batch out. Batch size and capacity come from the ACE
+// policy, read here and nowhere else (contract B). Also owns the thread
+// lifecycle: registration on first use, hand-back of cached blocks at exit.
+#pragma once
+
+#include "base/base.h"
+
+namespace hakmem {
+
+// The slow half of malloc for a small/mid class: refills the thread cache and
+// returns one block, or nullptr when memory is exhausted.
+void* refill_alloc(int cls);
+// The slow half of free: the cache of `cls` is over capacity; flush a batch.
+void refill_flush(int cls);
+// Sends every block in this thread's cache to the central pool.
+void refill_flush_all();
+
+// Calls fn(cache, arg) for every live thread's cache while holding the
+// registry lock (stats).
+struct ThreadCache;
+void thread_registry_each(void (*fn)(const ThreadCache*, void*), void* arg);
+void thread_registry_fork_prepare();
+void thread_registry_fork_parent();
+void thread_registry_fork_child();
+
+}  // namespace hakmem

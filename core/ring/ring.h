@@ -1,0 +1,92 @@
+// One bounded ring type for the whole allocator (DESIGN.md contract A):
+// fixed capacity, fixed storage, many producers, one consumer at a time.
+// A producer never waits: when the ring is full the item is dropped and the
+// drop is counted. Used for telemetry only; freed blocks never travel here.
+//
+// The algorithm is Dmitry Vyukov's bounded queue: each cell carries a
+// sequence number that says whose turn it is. Storage is zero-initialised so
+// rings can live in BSS before any constructor runs: a cell's sequence is
+// stored relative to its index.
+#pragma once
+
+#include <atomic>
+
+#include "base/base.h"
+
+namespace hakmem {
+
+template <typename T, uint32_t kCapacity>
+class BoundedRing {
+  static_assert((kCapacity & (kCapacity - 1)) == 0, "capacity is a power of two");
+
+ public:
+  // constexpr: a ring with static storage is constant-initialised, so no
+  // static constructor can reset it after the first allocation used it.
+  constexpr BoundedRing() = default;
+
+  // Never blocks: returns false (and counts a drop) when the ring is full.
+  bool try_push(const T& item) {
+    uint64_t pos = head_.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& cell = cells_[pos & (kCapacity - 1)];
+      uint64_t seq = cell_seq(cell, pos);
+      int64_t dif = static_cast<int64_t>(seq - pos);
+      if (dif == 0) {
+        if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          cell.value = item;
+          set_cell_seq(cell, pos, pos + 1);
+          return true;
+        }
+      } else if (dif < 0) {
+        drops_.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      } else {
+        pos = head_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  bool try_pop(T* out) {
+    uint64_t pos = tail_.load(std::memory_order_relaxed);
+    for (;;) {
+      Cell& cell = cells_[pos & (kCapacity - 1)];
+      uint64_t seq = cell_seq(cell, pos);
+      int64_t dif = static_cast<int64_t>(seq - (pos + 1));
+      if (dif == 0) {
+        if (tail_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
+          *out = cell.value;
+          set_cell_seq(cell, pos, pos + kCapacity);
+          return true;
+        }
+      } else if (dif < 0) {
+        return false;  // empty
+      } else {
+        pos = tail_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  uint64_t drops() const { return drops_.load(std::memory_order_relaxed); }
+  uint64_t pushed() const { return head_.load(std::memory_order_relaxed); }
+  static constexpr uint32_t capacity() { return kCapacity; }
+
+ private:
+  struct Cell {
+    std::atomic<uint64_t> seq_rel{0};  // sequence minus the cell's index
+    T value{};
+  };
+  uint64_t index_of(const Cell& c) const { return static_cast<uint64_t>(&c - cells_); }
+  uint64_t cell_seq(const Cell& c, uint64_t) const {
+    return c.seq_rel.load(std::memory_order_acquire) + index_of(c);
+  }
+  void set_cell_seq(Cell& c, uint64_t, uint64_t seq) {
+    c.seq_rel.store(seq - index_of(c), std::memory_order_release);
+  }
+
+  Cell cells_[kCapacity]{};
+  alignas(64) std::atomic<uint64_t> head_{0};
+  alignas(64) std::atomic<uint64_t> tail_{0};
+  std::atomic<uint64_t> drops_{0};
+};
+
+}  // namespace hakmem

@@ -1,0 +1,358 @@
+#include "slab/slab.h"
+
+#include "os/os.h"
+
+namespace hakmem {
+
+uint8_t g_segmap[kSegmapSlots];
+
+namespace {
+
+// Dirty (released but resident) memory beyond this is purged at once instead
+// of waiting for the decay: it bounds RSS after a large free wave.
+constexpr uint64_t kDirtyCapUnits = (16u << 20) / kUnitSize;
+// Fully empty segments kept mapped for reuse (their units are still purged
+// by the decay); more than this are unmapped as soon as they empty.
+constexpr uint64_t kSpareSegments = 1;
+
+Lock g_backend_lock;
+Segment* g_segments_head = nullptr;  // non-full segments first, full ones after
+Segment* g_segments_tail = nullptr;
+uint64_t g_segment_count = 0;
+uint64_t g_empty_segments = 0;
+uint64_t g_dirty_units = 0;
+uint64_t g_returned_bytes = 0;
+uint64_t g_last_purge_ms = 0;
+uint64_t g_slab_count[kNumClasses];
+
+// Per class: slabs that still have blocks to give (returned or never carved).
+// Guarded by the caller's central lock for that class.
+Slab* g_partial[kNumClasses];
+
+constexpr uint64_t kAllUnits = ~uint64_t{0};
+
+uint64_t run_mask(uint32_t units, int first) {
+  uint64_t m = units >= 64 ? kAllUnits : ((uint64_t{1} << units) - 1);
+  return m << first;
+}
+
+void list_remove(Segment* s) {
+  if (s->prev) s->prev->next = s->next; else g_segments_head = s->next;
+  if (s->next) s->next->prev = s->prev; else g_segments_tail = s->prev;
+  s->next = s->prev = nullptr;
+}
+void list_push_front(Segment* s) {
+  s->prev = nullptr;
+  s->next = g_segments_head;
+  if (g_segments_head) g_segments_head->prev = s; else g_segments_tail = s;
+  g_segments_head = s;
+}
+void list_push_back(Segment* s) {
+  s->next = nullptr;
+  s->prev = g_segments_tail;
+  if (g_segments_tail) g_segments_tail->next = s; else g_segments_head = s;
+  g_segments_tail = s;
+}
+
+int find_run(const Segment* s, uint32_t units, uint32_t align_units) {
+  if (units > static_cast<uint32_t>(kUnitsPerSegment - 1)) return -1;
+  uint64_t want = run_mask(units, 0);
+  int step = static_cast<int>(align_units);
+  for (int u = step; u + static_cast<int>(units) <= kUnitsPerSegment; u += step)
+    if (((s->used_mask >> u) & want) == 0) return u;
+  return -1;
+}
+
+Segment* segment_create() {
+  void* mem = os_map_aligned(kSegmentSize, kSegmentSize);
+  if (mem == nullptr) return nullptr;
+  Segment* s = static_cast<Segment*>(mem);  // zero-filled by the kernel
+  s->used_mask = 1;                         // unit 0: this header
+  g_segmap[segmap_slot(s)] = kSlotSegment;
+  ++g_segment_count;
+  ++g_empty_segments;
+  list_push_front(s);
+  return s;
+}
+
+void segment_destroy(Segment* s) {
+  list_remove(s);
+  g_segmap[segmap_slot(s)] = kSlotForeign;
+  --g_segment_count;
+  --g_empty_segments;
+  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
+  g_returned_bytes += kSegmentSize;
+  os_unmap(s, kSegmentSize);
+}
+
+void purge_segment(Segment* s) {
+  uint64_t m = s->dirty_mask;
+  while (m != 0) {  // one madvise per contiguous dirty stretch
+    int first = __builtin_ctzll(m);
+    int len = __builtin_ctzll(~(m >> first));
+    if (first + len > 64 || len == 0) len = 64 - first;
+    os_purge(unit_address(s, first), static_cast<size_t>(len) << kUnitShift);
+    m &= ~run_mask(static_cast<uint32_t>(len), first);
+    g_returned_bytes += static_cast<uint64_t>(len) << kUnitShift;
+  }
+  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
+  s->dirty_mask = 0;
+}
+
+void purge_locked(uint64_t now, bool force) {
+  g_last_purge_ms = now;
+  const uint64_t decay = g_config.decay_ms;
+  for (Segment* s = g_segments_head; s != nullptr;) {
+    Segment* next = s->next;
+    bool old = force || now - s->dirty_since_ms >= decay;
+    if (s->used_mask == 1 && old) {
+      segment_destroy(s);
+    } else if (s->dirty_mask != 0 && old) {
+      purge_segment(s);
+    }
+    s = next;
+  }
+}
+
+void maybe_purge_locked() {
+  uint64_t now = os_now_ms();
+  if (g_config.decay_ms == 0 || g_dirty_units > kDirtyCapUnits) {
+    purge_locked(now, true);
+  } else if (now - g_last_purge_ms >= g_config.decay_ms / 2 + 1) {
+    purge_locked(now, false);
+  }
+}
+
+void partial_push(int cls, Slab* s) {
+  s->prev = nullptr;
+  s->next = g_partial[cls];
+  if (s->next) s->next->prev = s;
+  g_partial[cls] = s;
+  s->on_partial_list = true;
+}
+void partial_remove(int cls, Slab* s) {
+  if (s->prev) s->prev->next = s->next; else g_partial[cls] = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = nullptr;
+  s->on_partial_list = false;
+}
+
+}  // namespace
+
+Segment* slab_segment(const Slab* run) { return segment_of(run); }
+int slab_first_unit(const Slab* run) {
+  return static_cast<int>(run - segment_of(run)->slabs);
+}
+
+Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls) {
+  if (align_units == 0) align_units = 1;
+  LockGuard guard(g_backend_lock);
+  maybe_purge_locked();
+  Segment* seg = nullptr;
+  int first = -1;
+  for (Segment* s = g_segments_head; s != nullptr && s->used_mask != kAllUnits; s = s->next) {
+    first = find_run(s, units, align_units);
+    if (first >= 0) { seg = s; break; }
+  }
+  if (seg == nullptr) {
+    seg = segment_create();
+    if (seg == nullptr) return nullptr;
+    first = find_run(seg, units, align_units);
+    if (first < 0) return nullptr;  // cannot happen for runs the callers ask for
+  }
+  if (seg->used_mask == 1) --g_empty_segments;
+  uint64_t mask = run_mask(units, first);
+  seg->used_mask |= mask;
+  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
+  seg->dirty_mask &= ~mask;
+  for (uint32_t i = 0; i < units; ++i) {
+    uint8_t tag = kind == RunKind::kSlab ? static_cast<uint8_t>(kTagSlabMagic | cls)
+                  : i == 0              ? kTagLarge
+                                        : kTagLargeTail;
+    seg->unit_info[first + static_cast<int>(i)] = static_cast<uint16_t>(tag | (first << 8));
+  }
+  Slab* run = &seg->slabs[first];
+  *run = Slab{};
+  run->units = static_cast<uint16_t>(units);
+  run->kind = kind;
+  run->cls = static_cast<uint8_t>(cls);
+  if (seg->used_mask == kAllUnits) {
+    list_remove(seg);
+    list_push_back(seg);
+  } else if (seg != g_segments_head) {
+    list_remove(seg);
+    list_push_front(seg);
+  }
+  return run;
+}
+
+void backend_free_run(Slab* run) {
+  Segment* seg = segment_of(run);
+  int first = slab_first_unit(run);
+  uint32_t units = run->units;
+  LockGuard guard(g_backend_lock);
+  bool was_full = seg->used_mask == kAllUnits;
+  uint64_t mask = run_mask(units, first);
+  for (uint32_t i = 0; i < units; ++i) seg->unit_info[first + static_cast<int>(i)] = 0;
+  run->kind = RunKind::kFree;
+  seg->used_mask &= ~mask;
+  if (seg->dirty_mask == 0) seg->dirty_since_ms = os_now_ms();
+  seg->dirty_mask |= mask;
+  g_dirty_units += units;
+  if (was_full) {
+    list_remove(seg);
+    list_push_front(seg);
+  }
+  if (seg->used_mask == 1) {
+    if (g_empty_segments >= kSpareSegments) {
+      ++g_empty_segments;
+      segment_destroy(seg);
+    } else {
+      ++g_empty_segments;
+    }
+  }
+  maybe_purge_locked();
+}
+
+void backend_purge(bool force) {
+  LockGuard guard(g_backend_lock);
+  purge_locked(os_now_ms(), force);
+}
+
+void backend_fork_prepare() { g_backend_lock.lock(); }
+void backend_fork_parent() { g_backend_lock.unlock(); }
+void backend_fork_child() { g_backend_lock.reinit_in_child(); }
+
+uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
+  const ClassInfo& ci = class_info(cls);
+  void* list = nullptr;
+  void** tail = &list;  // blocks are linked in the order taken: lowest address first
+  uint32_t n = 0;
+  while (n < want) {
+    Slab* s = g_partial[cls];
+    if (s == nullptr) {
+      s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
+      if (s == nullptr) break;
+      s->capacity = ci.blocks_per_slab;
+      ++g_slab_count[cls];
+      partial_push(cls, s);
+    }
+    while (n < want && s->free_list != nullptr) {
+      void* b = s->free_list;
+      s->free_list = *static_cast<void**>(b);
+      --s->free_count;
+      *tail = b;
+      tail = static_cast<void**>(b);
+      ++n;
+    }
+    if (n < want && s->carved < s->capacity) {
+      char* p = slab_start(s) + static_cast<size_t>(s->carved) * ci.size;
+      uint32_t take = s->capacity - s->carved;
+      if (take > want - n) take = want - n;
+      for (uint32_t i = 0; i < take; ++i, p += ci.size) {
+        *tail = p;
+        tail = reinterpret_cast<void**>(p);
+      }
+      s->carved += take;
+      n += take;
+    }
+    if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
+    s->used = s->carved - s->free_count;
+  }
+  *tail = nullptr;
+  *head = list;
+  return n;
+}
+
+void slab_return_blocks(int cls, void* head, uint32_t count) {
+  while (count-- > 0 && head != nullptr) {
+    void* b = head;
+    head = *static_cast<void**>(b);
+    Segment* seg = segment_of(b);
+    Slab* s = &seg->slabs[seg->unit_info[unit_of(b)] >> 8];
+    *static_cast<void**>(b) = s->free_list;
+    s->free_list = b;
+    ++s->free_count;
+    --s->used;
+    if (s->used == 0) {
+      if (s->on_partial_list) partial_remove(cls, s);
+      --g_slab_count[cls];
+      backend_free_run(s);
+    } else if (!s->on_partial_list) {
+      partial_push(cls, s);
+    }
+  }
+}
+
+void backend_stats(BackendStats* out) {
+  LockGuard guard(g_backend_lock);
+  *out = BackendStats{};
+  out->segments = g_segment_count;
+  out->bytes_mapped = g_segment_count * kSegmentSize;
+  out->bytes_dirty = g_dirty_units * kUnitSize;
+  out->bytes_returned = g_returned_bytes;
+  for (int c = 0; c < kNumClasses; ++c) out->slabs[c] = g_slab_count[c];
+}
+
+int backend_check_integrity() {
+  LockGuard guard(g_backend_lock);
+  int faults = 0;
+  auto fault = [&faults](const void* where, const char* what) {
+    if (faults++ == 0) diag("hakmem: integrity: %s at %p", what, where);
+  };
+  uint64_t segments = 0;
+  for (Segment* s = g_segments_head; s != nullptr; s = s->next) {
+    ++segments;
+    if (g_segmap[segmap_slot(s)] != kSlotSegment) fault(s, "segment missing from the segment map");
+    if ((s->used_mask & 1) == 0) fault(s, "segment header unit marked free");
+    if ((s->used_mask & s->dirty_mask) != 0) fault(s, "unit both used and dirty");
+    for (int u = 1; u < kUnitsPerSegment;) {
+      uint16_t info = s->unit_info[u];
+      bool used = (s->used_mask >> u) & 1;
+      if (!used) {
+        if (info != 0) fault(unit_address(s, u), "free unit carries a tag");
+        ++u;
+        continue;
+      }
+      if ((info >> 8) != u) { fault(unit_address(s, u), "run does not start at its first unit"); ++u; continue; }
+      Slab* r = &s->slabs[u];
+      uint8_t tag = static_cast<uint8_t>(info);
+      if (r->units == 0 || u + r->units > kUnitsPerSegment) { fault(r, "run length out of range"); ++u; continue; }
+      for (int k = 0; k < r->units; ++k) {
+        uint16_t ki = s->unit_info[u + k];
+        uint8_t want = r->kind == RunKind::kSlab ? static_cast<uint8_t>(kTagSlabMagic | r->cls)
+                       : k == 0                   ? kTagLarge
+                                                  : kTagLargeTail;
+        if (static_cast<uint8_t>(ki) != want || (ki >> 8) != u) fault(unit_address(s, u + k), "unit tag disagrees with its run");
+        if (((s->used_mask >> (u + k)) & 1) == 0) fault(unit_address(s, u + k), "unit of a live run marked free");
+      }
+      if (r->kind == RunKind::kSlab) {
+        if (!tag_is_slab(tag) || tag_class(tag) != r->cls) fault(r, "slab tag magic or class wrong");
+        const ClassInfo& ci = class_info(r->cls);
+        if (r->capacity != ci.blocks_per_slab || r->units != ci.slab_units) fault(r, "slab geometry wrong for its class");
+        if (r->carved > r->capacity || r->free_count > r->carved) fault(r, "slab counts out of range");
+        if (r->used != r->carved - r->free_count) fault(r, "slab used count disagrees with its free list");
+        uint32_t n = 0;
+        char* start = unit_address(s, u);
+        for (void* b = r->free_list; b != nullptr && n <= r->capacity; b = *static_cast<void**>(b), ++n) {
+          size_t off = static_cast<size_t>(static_cast<char*>(b) - start);
+          if (static_cast<char*>(b) < start || off >= static_cast<size_t>(r->carved) * ci.size || off % ci.size != 0) {
+            fault(b, "slab free list holds a block outside its carved blocks");
+            break;
+          }
+        }
+        if (n != r->free_count) fault(r, "slab free list length disagrees with its count");
+      } else if (r->kind == RunKind::kLarge) {
+        if (tag != kTagLarge) fault(r, "large span head tag wrong");
+        if (r->large_size == 0 || r->large_size > static_cast<size_t>(r->units) * kUnitSize) fault(r, "large span size out of range");
+      } else {
+        fault(r, "used unit owned by a free run");
+      }
+      u += r->units;
+    }
+  }
+  if (segments != g_segment_count) fault(nullptr, "segment count disagrees with the segment list");
+  return faults;
+}
+
+}  // namespace hakmem
