@@ -20,7 +20,7 @@ release:
 test: release
 	cd $(BUILD)/release && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 
-demo: release
+demo:
 	bash ci/demo
 
 bench: release
