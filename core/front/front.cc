@@ -32,13 +32,17 @@ HAK_NOINLINE void free_flush(int cls);
 
 // ---------------------------------------------------------------- hot path
 
+HAK_INLINE void* alloc_from_class(unsigned cls) {
+  void* block = tls_cache_pop(cls);       // this thread's list: no lock, no atomic
+  if (HAK_LIKELY(block != nullptr)) return block;
+  return small_alloc_slow(cls);           // empty list: refill a batch
+}
+
 extern "C" void* hak_malloc(size_t size) {
-  if (HAK_LIKELY(size <= kSlabMax)) {
-    int cls = size_to_class(size);        // two table lookups, no division
-    void* block = tls_cache_pop(cls);     // this thread's list: no lock, no atomic
-    if (HAK_LIKELY(block != nullptr)) return block;
-    return small_alloc_slow(cls);         // empty list: refill a batch
-  }
+  // One compare for the tiny range, the common case; a table lookup gives
+  // the class without division.
+  if (HAK_LIKELY(size <= kTinyMax)) return alloc_from_class(tiny_size_to_class(size));
+  if (HAK_LIKELY(size <= kSlabMax)) return alloc_from_class(mid_size_to_class(size));
   return big_alloc(size, 0, false);
 }
 
@@ -49,13 +53,12 @@ extern "C" void hak_free(void* p) {
   size_t slot = addr >> kSegmentShift;
   if (HAK_UNLIKELY(slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment)) return free_slow(p);
   // The unit's entry in the segment header gives class and slab start (§3).
-  Segment* seg = segment_of(p);
-  uint16_t info = seg->unit_info[unit_of(p)];
-  if (HAK_UNLIKELY(!tag_is_slab(static_cast<uint8_t>(info)))) return free_slow(p);
-  int cls = tag_class(static_cast<uint8_t>(info));
+  const UnitEntry& info = segment_of(p)->units[unit_of(p)];
+  if (HAK_UNLIKELY(!tag_is_slab(info.tag))) return free_slow(p);  // large, or not a block
+  unsigned cls = tag_class(info.tag);
   // A block boundary? One multiply instead of a division (see ClassInfo).
-  uint64_t offset = static_cast<uint32_t>(addr - reinterpret_cast<uintptr_t>(unit_address(seg, info >> 8)));
-  uint64_t divisor_c = class_info(cls).divisor_c;
+  uint64_t offset = static_cast<uint32_t>((addr & kSegmentMask) - info.run_offset);
+  uint64_t divisor_c = class_divisor(cls);
   if (HAK_UNLIKELY(offset * divisor_c >= divisor_c)) return free_slow(p);
   if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(cls);  // over capacity: send a batch out
 }
@@ -149,10 +152,10 @@ void free_slow(void* p) {
 int slab_class_of(const void* p) {
   Segment* seg = segment_lookup(p);
   if (seg == nullptr) return -1;
-  uint16_t info = seg->unit_info[unit_of(p)];
-  if (!tag_is_slab(static_cast<uint8_t>(info))) return -1;
-  int cls = tag_class(static_cast<uint8_t>(info));
-  size_t off = static_cast<size_t>(static_cast<const char*>(p) - unit_address(seg, info >> 8));
+  const UnitEntry& info = seg->units[unit_of(p)];
+  if (!tag_is_slab(info.tag)) return -1;
+  int cls = tag_class(info.tag);
+  size_t off = (reinterpret_cast<uintptr_t>(p) & kSegmentMask) - info.run_offset;
   if (off % class_size(cls) != 0) return -1;
   return cls;
 }
@@ -183,7 +186,7 @@ __attribute__((no_sanitize("thread")))  // live threads' counters: a benign, doc
 void add_thread_counters(const ThreadCache* tc, void* arg) {
   hak_stats* out = static_cast<hak_stats*>(arg);
   for (int c = 0; c < kNumClasses; ++c) {
-    const ClassCounters& k = tc->counters[c];
+    const ClassCounters k = tls_cache_counts(*tc, c);
     out->classes[c].allocs += k.allocs;
     out->classes[c].frees += k.frees;
     out->classes[c].tls_misses += k.misses;

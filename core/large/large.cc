@@ -50,9 +50,9 @@ HugeHeader* huge_lookup(const void* p) {
 Slab* span_lookup(const void* p) {
   Segment* seg = segment_lookup(p);
   if (seg == nullptr) return nullptr;
-  uint16_t info = seg->unit_info[unit_of(p)];
-  if (static_cast<uint8_t>(info) != kTagLarge) return nullptr;
-  Slab* run = &seg->slabs[info >> 8];
+  const UnitEntry& info = seg->units[unit_of(p)];
+  if (info.tag != kTagLarge) return nullptr;
+  Slab* run = &seg->slabs[entry_first_unit(info)];
   if (slab_start(run) != p) return nullptr;
   return run;
 }

@@ -32,10 +32,16 @@ void registry_remove(ThreadCache* tc) {
 
 // pthread key destructor: runs at thread exit, before its TLS goes away.
 // Blocks in the cache go to the central pool; counters merge into the totals.
+void merge_counts(const ThreadCache& tc) {
+  ClassCounters all[kNumClasses];
+  for (int c = 0; c < kNumClasses; ++c) all[c] = tls_cache_counts(tc, c);
+  stats_merge(all);
+}
+
 void thread_exit(void*) {
   ThreadCache& tc = t_cache;
   refill_flush_all();
-  stats_merge(tc.counters);
+  merge_counts(tc);
   registry_remove(&tc);
   tc = ThreadCache{};  // a later malloc by another destructor re-registers from scratch
 }
@@ -59,7 +65,7 @@ void thread_register() {
 }
 
 void report_event(int cls, AceEventKind kind) {
-  ClassCounters& k = t_cache.counters[cls];
+  ClassCounters k = tls_cache_counts(t_cache, cls);
   uint64_t ops = k.allocs + k.frees;
   uint64_t since = ops - t_cache.ops_at_last_event[cls];
   t_cache.ops_at_last_event[cls] = ops;
@@ -70,9 +76,11 @@ void report_event(int cls, AceEventKind kind) {
 // The only place a policy is read (contract B): a bin takes on its class's
 // current policy when the refill engine works on it.
 void adopt_policy(TlsBin& bin, int cls) {
+  uint32_t count = tls_bin_count(bin);
   ClassPolicy p = ace_policy(cls);
   bin.cap = p.cap;
   bin.batch = p.batch;
+  bin.room = static_cast<int32_t>(p.cap) - static_cast<int32_t>(count);
 }
 
 }  // namespace
@@ -87,10 +95,10 @@ void* refill_alloc(int cls) {
   ClassCounters& k = t_cache.counters[cls];
   ++k.misses;
   ++k.refills;
-  ++k.allocs;
+  bin.head = *static_cast<void**>(head);  // the list was empty; the first block goes to the caller
+  bin.room -= static_cast<int32_t>(n - 1);
+  bin.net_in += n;
   report_event(cls, AceEventKind::kRefill);
-  bin.head = *static_cast<void**>(head);
-  bin.count = n - 1;
   return head;
 }
 
@@ -99,9 +107,10 @@ void refill_flush(int cls) {
   TlsBin& bin = t_cache.bins[cls];
   if (bin.cap == 0) {  // first contact of this bin: a free before any malloc of its class
     adopt_policy(bin, cls);
-    if (bin.count <= bin.cap) return;
+    if (bin.room >= 0) return;
   }
-  uint32_t n = bin.batch < bin.count ? bin.batch : bin.count;
+  uint32_t count = tls_bin_count(bin);
+  uint32_t n = bin.batch < count ? bin.batch : count;
   // Cut the first n blocks off the list: a walk over this thread's own list,
   // outside any lock; the central pool then takes the batch whole.
   void* head = bin.head;
@@ -109,7 +118,8 @@ void refill_flush(int cls) {
   for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
   bin.head = *static_cast<void**>(last);
   *static_cast<void**>(last) = nullptr;
-  bin.count -= n;
+  bin.room += static_cast<int32_t>(n);
+  bin.net_in -= n;
   central_give(cls, head, n);
   ++t_cache.counters[cls].flushes;
   report_event(cls, AceEventKind::kFlush);
@@ -118,12 +128,14 @@ void refill_flush(int cls) {
 void refill_flush_all() {
   for (int cls = 0; cls < kNumClasses; ++cls) {
     TlsBin& bin = t_cache.bins[cls];
-    if (bin.count > 0) {
-      central_give(cls, bin.head, bin.count);
+    uint32_t count = tls_bin_count(bin);
+    if (count > 0) {
+      central_give(cls, bin.head, count);
       ++t_cache.counters[cls].flushes;
+      bin.net_in -= count;
     }
     bin.head = nullptr;
-    bin.count = 0;
+    bin.room = bin.cap;
   }
 }
 
@@ -140,7 +152,7 @@ void thread_registry_fork_child() {
   // where they are (their blocks are simply never reused), but they leave
   // the registry and their counts join the totals.
   for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next)
-    if (tc != &t_cache) stats_merge(tc->counters);
+    if (tc != &t_cache) merge_counts(*tc);
   g_registry = nullptr;
   if (t_cache.registered) {
     t_cache.next = t_cache.prev = nullptr;

@@ -39,6 +39,7 @@ constexpr uint32_t class_size(int c) {
 
 struct Tables {
   ClassInfo info[kNumClasses];
+  uint64_t divisor[kNumClasses];             // info[c].divisor_c, packed for free()
   uint8_t small_class[kTinyMax / 8 + 1];     // index (n + 7) >> 3, n <= 1 KiB
   uint8_t mid_class[kSlabMax / 256 + 1];     // index (n + 255) >> 8, n <= 128 KiB
 };
@@ -56,6 +57,7 @@ constexpr Tables build() {
     t.info[c].slab_units = units;
     t.info[c].blocks_per_slab = static_cast<uint32_t>(units * kUnitSize / size);
     t.info[c].divisor_c = UINT64_MAX / size + 1;
+    t.divisor[c] = t.info[c].divisor_c;
   }
   int c = 0;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
@@ -79,11 +81,13 @@ static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 
 HAK_INLINE const ClassInfo& class_info(int cls) { return size_class_detail::kTables.info[cls]; }
 HAK_INLINE size_t class_size(int cls) { return size_class_detail::kTables.info[cls].size; }
+HAK_INLINE uint64_t class_divisor(int cls) { return size_class_detail::kTables.divisor[cls]; }
 
-// The class that serves `n` bytes; n must be <= kSlabMax.
+// The class that serves `n` bytes, for n <= kTinyMax and n <= kSlabMax.
+HAK_INLINE unsigned tiny_size_to_class(size_t n) { return size_class_detail::kTables.small_class[(n + 7) >> 3]; }
+HAK_INLINE unsigned mid_size_to_class(size_t n) { return size_class_detail::kTables.mid_class[(n + 255) >> 8]; }
 HAK_INLINE int size_to_class(size_t n) {
-  if (HAK_LIKELY(n <= kTinyMax)) return size_class_detail::kTables.small_class[(n + 7) >> 3];
-  return size_class_detail::kTables.mid_class[(n + 255) >> 8];
+  return static_cast<int>(n <= kTinyMax ? tiny_size_to_class(n) : mid_size_to_class(n));
 }
 
 // The smallest class >= `n` whose blocks are all `align`-aligned (its size is

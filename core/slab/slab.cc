@@ -166,10 +166,9 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
   seg->dirty_mask &= ~mask;
   for (uint32_t i = 0; i < units; ++i) {
-    uint8_t tag = kind == RunKind::kSlab ? static_cast<uint8_t>(kTagSlabMagic | cls)
-                  : i == 0              ? kTagLarge
-                                        : kTagLargeTail;
-    seg->unit_info[first + static_cast<int>(i)] = static_cast<uint16_t>(tag | (first << 8));
+    UnitEntry& e = seg->units[first + static_cast<int>(i)];
+    e.tag = kind == RunKind::kSlab ? slab_tag(cls) : i == 0 ? kTagLarge : kTagLargeTail;
+    e.run_offset = static_cast<uint32_t>(first) << kUnitShift;
   }
   Slab* run = &seg->slabs[first];
   *run = Slab{};
@@ -193,7 +192,7 @@ void backend_free_run(Slab* run) {
   LockGuard guard(g_backend_lock);
   bool was_full = seg->used_mask == kAllUnits;
   uint64_t mask = run_mask(units, first);
-  for (uint32_t i = 0; i < units; ++i) seg->unit_info[first + static_cast<int>(i)] = 0;
+  for (uint32_t i = 0; i < units; ++i) seg->units[first + static_cast<int>(i)] = UnitEntry{};
   run->kind = RunKind::kFree;
   seg->used_mask &= ~mask;
   if (seg->dirty_mask == 0) seg->dirty_since_ms = os_now_ms();
@@ -269,7 +268,7 @@ void slab_return_blocks(int cls, void* head, uint32_t count) {
     void* b = head;
     head = *static_cast<void**>(b);
     Segment* seg = segment_of(b);
-    Slab* s = &seg->slabs[seg->unit_info[unit_of(b)] >> 8];
+    Slab* s = &seg->slabs[entry_first_unit(seg->units[unit_of(b)])];
     *static_cast<void**>(b) = s->free_list;
     s->free_list = b;
     ++s->free_count;
@@ -307,23 +306,21 @@ int backend_check_integrity() {
     if ((s->used_mask & 1) == 0) fault(s, "segment header unit marked free");
     if ((s->used_mask & s->dirty_mask) != 0) fault(s, "unit both used and dirty");
     for (int u = 1; u < kUnitsPerSegment;) {
-      uint16_t info = s->unit_info[u];
+      const UnitEntry& info = s->units[u];
       bool used = (s->used_mask >> u) & 1;
       if (!used) {
-        if (info != 0) fault(unit_address(s, u), "free unit carries a tag");
+        if (info.tag != kTagFree || info.run_offset != 0) fault(unit_address(s, u), "free unit carries a tag");
         ++u;
         continue;
       }
-      if ((info >> 8) != u) { fault(unit_address(s, u), "run does not start at its first unit"); ++u; continue; }
+      if (entry_first_unit(info) != u) { fault(unit_address(s, u), "run does not start at its first unit"); ++u; continue; }
       Slab* r = &s->slabs[u];
-      uint8_t tag = static_cast<uint8_t>(info);
+      uint8_t tag = info.tag;
       if (r->units == 0 || u + r->units > kUnitsPerSegment) { fault(r, "run length out of range"); ++u; continue; }
       for (int k = 0; k < r->units; ++k) {
-        uint16_t ki = s->unit_info[u + k];
-        uint8_t want = r->kind == RunKind::kSlab ? static_cast<uint8_t>(kTagSlabMagic | r->cls)
-                       : k == 0                   ? kTagLarge
-                                                  : kTagLargeTail;
-        if (static_cast<uint8_t>(ki) != want || (ki >> 8) != u) fault(unit_address(s, u + k), "unit tag disagrees with its run");
+        const UnitEntry& ki = s->units[u + k];
+        uint8_t want = r->kind == RunKind::kSlab ? slab_tag(r->cls) : k == 0 ? kTagLarge : kTagLargeTail;
+        if (ki.tag != want || entry_first_unit(ki) != u) fault(unit_address(s, u + k), "unit tag disagrees with its run");
         if (((s->used_mask >> (u + k)) & 1) == 0) fault(unit_address(s, u + k), "unit of a live run marked free");
       }
       if (r->kind == RunKind::kSlab) {

@@ -2,10 +2,9 @@
 //
 // Segments are 4 MiB reservations aligned to 4 MiB. Unit 0 (64 KiB) holds the
 // segment header; units 1..63 are handed out as runs: a slab (blocks of one
-// size class) or a large span (one block). Each unit has a 16-bit entry
-//   tag | first_unit << 8
-// where tag is 0x80 | class for slab units, kTagLarge / kTagLargeTail for
-// spans and 0 for free units (DESIGN.md §3). free() masks a pointer down to its
+// size class) or a large span (one block). Each unit has an entry in the
+// header: its tag byte (0x80 + class for slab units, kTagLarge / kTagLargeTail
+// for spans, 0 for free units: DESIGN.md §3) and the offset of its run's start. free() masks a pointer down to its
 // segment, checks the global segment map, reads the unit entry and knows the
 // class and the slab start without touching the block: O(1), out of band.
 #pragma once
@@ -33,11 +32,14 @@ enum SegmapKind : uint8_t {
 extern uint8_t g_segmap[kSegmapSlots];
 
 constexpr uint8_t kTagFree = 0x00;
-constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 | class, class < 64
+constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)
 constexpr uint8_t kTagLarge = 0xC0;       // first unit of a large span
 constexpr uint8_t kTagLargeTail = 0xC1;   // further units of a large span
-HAK_INLINE bool tag_is_slab(uint8_t tag) { return (tag & 0xC0) == kTagSlabMagic; }
-HAK_INLINE int tag_class(uint8_t tag) { return tag & 0x3F; }
+// One subtraction and one unsigned compare both verify a slab tag and yield
+// its class: every other tag value lands at or above kNumClasses.
+HAK_INLINE bool tag_is_slab(uint8_t tag) { return static_cast<uint8_t>(tag - kTagSlabMagic) < kNumClasses; }
+HAK_INLINE unsigned tag_class(uint8_t tag) { return static_cast<uint8_t>(tag - kTagSlabMagic); }
+HAK_INLINE uint8_t slab_tag(int cls) { return static_cast<uint8_t>(kTagSlabMagic + cls); }
 
 enum class RunKind : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
 
@@ -57,8 +59,15 @@ struct Slab {
   bool on_partial_list;
 };
 
+struct UnitEntry {
+  uint32_t run_offset;  // bytes from the segment start to the first unit of this unit's run
+  uint8_t tag;
+  uint8_t reserved[3];
+};
+HAK_INLINE int entry_first_unit(const UnitEntry& e) { return static_cast<int>(e.run_offset >> kUnitShift); }
+
 struct Segment {
-  uint16_t unit_info[kUnitsPerSegment];  // tag | first_unit << 8
+  UnitEntry units[kUnitsPerSegment];
   uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header)
   uint64_t dirty_mask;                   // free units whose pages may still be resident
   uint64_t dirty_since_ms;               // when the oldest dirty unit was released
