@@ -9,7 +9,8 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: all release test demo bench deps clean
+.PHONY: all release test demo bench deps clean fuzz
+FUZZ_SECONDS ?= 60
 
 all: release
 
@@ -25,6 +26,15 @@ demo:
 
 bench: release
 	bash bench/run $(BENCH_ARGS)
+
+# libFuzzer harnesses on the prefixed API (ASan owns malloc there), each run
+# for FUZZ_SECONDS from the checked-in corpus; crashes are kept as regressions.
+fuzz:
+	$(CMAKE) -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DHAKMEM_OVERRIDE=OFF -DHAKMEM_FUZZ=ON -DHAKMEM_TESTS=OFF \
+	  -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/fuzz -j $(JOBS)
+	bash fuzz/run $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 deps:
 	bash ci/install-deps
