@@ -123,6 +123,8 @@ void ace_learn_step() {
   }
 }
 
+void ace_fork_child() { g_learn_lock.reinit_in_child(); }
+
 void ace_stats(AceStats* out) {
   out->events = g_events.pushed();
   out->drops = g_events.drops();

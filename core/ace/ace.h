@@ -38,5 +38,7 @@ struct AceStats {
 void ace_stats(AceStats* out);
 // Runs one learning step now (tests).
 void ace_learn_step();
+// The learner lock may have been held by a thread that does not exist in a forked child.
+void ace_fork_child();
 
 }  // namespace hakmem

@@ -82,6 +82,7 @@ void fork_parent() {
   thread_registry_fork_parent();
 }
 void fork_child() {
+  ace_fork_child();
   large_fork_child();
   backend_fork_child();
   central_fork_child();
@@ -92,6 +93,7 @@ HAK_COLD void init_slow() {
   int expected = 0;
   if (g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     config_init();
+    refill_init();
     g_init_state.store(2, std::memory_order_release);
     // After the state says done: pthread_atfork may allocate, and that
     // allocation must not come back here.

@@ -12,8 +12,6 @@ namespace {
 Lock g_registry_lock;
 ThreadCache* g_registry = nullptr;
 pthread_key_t g_exit_key;
-bool g_exit_key_ready = false;
-Lock g_key_lock;
 
 void registry_add(ThreadCache* tc) {
   LockGuard guard(g_registry_lock);
@@ -46,19 +44,7 @@ void thread_exit(void*) {
   tc = ThreadCache{};  // a later malloc by another destructor re-registers from scratch
 }
 
-void ensure_exit_key() {
-  if (__atomic_load_n(&g_exit_key_ready, __ATOMIC_ACQUIRE)) return;
-  LockGuard guard(g_key_lock);
-  if (!g_exit_key_ready) {
-    // glibc keeps the first 32 keys' values inside the thread descriptor:
-    // neither creating nor setting a key allocates.
-    pthread_key_create(&g_exit_key, thread_exit);
-    __atomic_store_n(&g_exit_key_ready, true, __ATOMIC_RELEASE);
-  }
-}
-
 void thread_register() {
-  ensure_exit_key();
   registry_add(&t_cache);
   t_cache.registered = true;
   pthread_setspecific(g_exit_key, &t_cache);  // non-null, so the destructor runs
@@ -84,6 +70,13 @@ void adopt_policy(TlsBin& bin, int cls) {
 }
 
 }  // namespace
+
+void refill_init() {
+  // Runs once, from the front's initialisation, before any thread registers.
+  // glibc keeps the first 32 keys' values inside the thread descriptor:
+  // neither creating nor setting the key allocates.
+  pthread_key_create(&g_exit_key, thread_exit);
+}
 
 void* refill_alloc(int cls) {
   if (HAK_UNLIKELY(!t_cache.registered)) thread_register();

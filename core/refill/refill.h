@@ -9,6 +9,8 @@
 
 namespace hakmem {
 
+// Process initialisation of the engine (the thread-exit hook). Called once by the front.
+void refill_init();
 // The slow half of malloc for a small/mid class: refills the thread cache and
 // returns one block, or nullptr when memory is exhausted.
 void* refill_alloc(int cls);
