@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: all release test demo bench deps clean fuzz
+.PHONY: all release test demo bench deps clean fuzz contracts
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -26,6 +26,14 @@ demo:
 
 bench: release
 	bash bench/run $(BENCH_ARGS)
+
+# Release code with every contract checker compiled in, and the tests that
+# make each checker fire.
+contracts:
+	$(CMAKE) -S . -B $(BUILD)/contracts -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_CONTRACTS=ON \
+	  -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/contracts -j $(JOBS) --target hakmem hakmem_static test_contracts
+	cd $(BUILD)/contracts && ctest --output-on-failure -R 'contract|Contract'
 
 # libFuzzer harnesses on the prefixed API (ASan owns malloc there), each run
 # for FUZZ_SECONDS from the checked-in corpus; crashes are kept as regressions.

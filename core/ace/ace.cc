@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "contracts/contracts.h"
 #include "ring/ring.h"
 
 namespace hakmem {
@@ -70,6 +71,7 @@ uint32_t ucb1_pick(const ClassLearner& l) {
 }
 
 void learn_locked() {
+  HAK_CONTRACT(contracts::learner_enter());
   g_steps.fetch_add(1, std::memory_order_relaxed);
   AceEvent e;
   while (g_events.try_pop(&e)) {
@@ -89,6 +91,7 @@ void learn_locked() {
     l.slow = 0;
     g_policy[e.cls].store(pack(arm_policy(e.cls, next)), std::memory_order_relaxed);
   }
+  HAK_CONTRACT(contracts::learner_leave());
 }
 
 }  // namespace
@@ -102,6 +105,7 @@ ClassPolicy ace_default_policy(int cls) {
 }
 
 ClassPolicy ace_policy(int cls) {
+  HAK_CONTRACT(contracts::policy_read());
   uint32_t v = g_policy[cls].load(std::memory_order_relaxed);
   if (v == 0 || !g_config.ace_enabled) return ace_default_policy(cls);
   return ClassPolicy{static_cast<uint16_t>(v & 0xFFFF), static_cast<uint16_t>(v >> 16)};

@@ -1,5 +1,6 @@
 #include "central/central.h"
 
+#include "contracts/contracts.h"
 #include "slab/slab.h"
 
 namespace hakmem {
@@ -34,12 +35,16 @@ uint32_t central_take(int cls, uint32_t want, void** head) {
     Batch b = c.stack[--c.batches];
     c.pooled_blocks -= b.count;
     *head = b.head;
+    HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kTls));
     return b.count;
   }
-  return slab_take_blocks(cls, want, head);
+  uint32_t n = slab_take_blocks(cls, want, head);
+  HAK_CONTRACT(contracts::list_moved(*head, n, contracts::Place::kSlab, contracts::Place::kTls));
+  return n;
 }
 
 void central_give(int cls, void* head, uint32_t count) {
+  HAK_CONTRACT(contracts::list_moved(head, count, contracts::Place::kTls, contracts::Place::kCentral));
   CentralClass& c = g_central[cls];
   LockGuard guard(c.lock);
   uint64_t pooled_bytes = (c.pooled_blocks + count) * class_size(cls);
@@ -48,6 +53,7 @@ void central_give(int cls, void* head, uint32_t count) {
     c.pooled_blocks += count;
     return;
   }
+  HAK_CONTRACT(contracts::list_moved(head, count, contracts::Place::kCentral, contracts::Place::kSlab));
   slab_return_blocks(cls, head, count);
 }
 
@@ -56,6 +62,7 @@ void central_drain(int cls) {
   LockGuard guard(c.lock);
   while (c.batches > 0) {
     Batch b = c.stack[--c.batches];
+    HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kSlab));
     slab_return_blocks(cls, b.head, b.count);
   }
   c.pooled_blocks = 0;

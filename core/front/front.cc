@@ -11,6 +11,7 @@
 
 #include "ace/ace.h"
 #include "central/central.h"
+#include "contracts/contracts.h"
 #include "large/large.h"
 #include "os/os.h"
 #include "refill/refill.h"
@@ -34,7 +35,10 @@ HAK_NOINLINE void free_flush(int cls);
 
 HAK_INLINE void* alloc_from_class(unsigned cls) {
   void* block = tls_cache_pop(cls);       // this thread's list: no lock, no atomic
-  if (HAK_LIKELY(block != nullptr)) return block;
+  if (HAK_LIKELY(block != nullptr)) {
+    HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
+    return block;
+  }
   return small_alloc_slow(cls);           // empty list: refill a batch
 }
 
@@ -60,6 +64,7 @@ extern "C" void hak_free(void* p) {
   uint64_t offset = static_cast<uint32_t>((addr & kSegmentMask) - info.run_offset);
   uint64_t divisor_c = class_divisor(cls);
   if (HAK_UNLIKELY(offset * divisor_c >= divisor_c)) return free_slow(p);
+  HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
   if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(cls);  // over capacity: send a batch out
 }
 
@@ -105,6 +110,8 @@ HAK_COLD void init_slow() {
 }
 
 void count_bad_free(void* p, bool ours) {
+  HAK_CONTRACT(contracts::fire('C', ours ? "free of an interior or damaged pointer: not a block hakmem handed out"
+                                          : "free of a pointer hakmem never handed out", p));
   if (ours) g_counters.invalid_frees.add(1); else g_counters.foreign_frees.add(1);
   if (g_config.verbose)
     diag("hakmem: free(%p): %s; ignored", p,
@@ -174,8 +181,7 @@ void* alloc_aligned(size_t align, size_t size, bool zero) {
   }
   int cls = size_to_aligned_class(size, align);
   if (cls >= 0) {
-    p = tls_cache_pop(cls);
-    if (p == nullptr) p = small_alloc_slow(cls);
+    p = alloc_from_class(static_cast<unsigned>(cls));
     if (p != nullptr && zero) memset(p, 0, size);
     return p;
   }

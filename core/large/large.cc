@@ -1,5 +1,6 @@
 #include "large/large.h"
 
+#include "contracts/contracts.h"
 #include "os/os.h"
 #include "slab/slab.h"
 #include "stats/stats.h"
@@ -158,19 +159,24 @@ void* large_alloc(size_t size, size_t align, bool* zeroed) {
     g_counters.large_allocs.add(1);
     g_counters.large_live_bytes.add(run->large_size);
     *zeroed = false;  // units may have held an earlier run
+    HAK_CONTRACT(contracts::big_block_moved(slab_start(run), contracts::Place::kSlab, contracts::Place::kUser));
     return slab_start(run);
   }
-  return huge_alloc(size, align, zeroed);
+  void* p = huge_alloc(size, align, zeroed);
+  if (p != nullptr) HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kSlab, contracts::Place::kUser));
+  return p;
 }
 
 bool large_free(void* p) {
   if (Slab* run = span_lookup(p)) {
+    HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     g_counters.large_frees.add(1);
     g_counters.large_live_bytes.sub(run->large_size);
     backend_free_run(run);
     return true;
   }
   if (HugeHeader* h = huge_lookup(p)) {
+    HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     huge_free(h);
     return true;
   }
@@ -207,6 +213,10 @@ void* huge_resize(void* p, size_t new_size) {
     h->user = target + kHugeHeader;
     h->map_size = map_size;
     g_segmap[segmap_slot(h->user)] = kSlotHuge;
+  }
+  if (h->user != p) {
+    HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
+    HAK_CONTRACT(contracts::big_block_moved(h->user, contracts::Place::kSlab, contracts::Place::kUser));
   }
   if (map_size > old_size) {
     g_counters.huge_live_bytes.add(map_size - old_size);

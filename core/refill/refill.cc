@@ -2,6 +2,7 @@
 
 #include "ace/ace.h"
 #include "central/central.h"
+#include "contracts/contracts.h"
 #include "stats/stats.h"
 #include "tls_cache/tls_cache.h"
 
@@ -62,6 +63,7 @@ void report_event(int cls, AceEventKind kind) {
 // The only place a policy is read (contract B): a bin takes on its class's
 // current policy when the refill engine works on it.
 void adopt_policy(TlsBin& bin, int cls) {
+  HAK_CONTRACT(contracts::cache_reshaped());
   uint32_t count = tls_bin_count(bin);
   ClassPolicy p = ace_policy(cls);
   bin.cap = p.cap;
@@ -78,13 +80,21 @@ void refill_init() {
   pthread_key_create(&g_exit_key, thread_exit);
 }
 
+// Marks the refill engine at work on this thread (contract B's scope).
+struct RefillScope {
+  RefillScope() { HAK_CONTRACT(contracts::refill_enter()); }
+  ~RefillScope() { HAK_CONTRACT(contracts::refill_leave()); }
+};
+
 void* refill_alloc(int cls) {
+  RefillScope scope;
   if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
   TlsBin& bin = t_cache.bins[cls];
   adopt_policy(bin, cls);
   void* head = nullptr;
   uint32_t n = central_take(cls, bin.batch, &head);
   if (n == 0) return nullptr;
+  HAK_CONTRACT(contracts::block_moved(head, contracts::Place::kTls, contracts::Place::kUser));
   ClassCounters& k = t_cache.counters[cls];
   ++k.misses;
   ++k.refills;
@@ -96,6 +106,8 @@ void* refill_alloc(int cls) {
 }
 
 void refill_flush(int cls) {
+  RefillScope scope;
+  HAK_CONTRACT(contracts::cache_reshaped());
   if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
   TlsBin& bin = t_cache.bins[cls];
   if (bin.cap == 0) {  // first contact of this bin: a free before any malloc of its class

@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include "base/base.h"
+#include "contracts/contracts.h"
 
 namespace hakmem {
 
@@ -27,6 +28,8 @@ class BoundedRing {
   // Never blocks: returns false (and counts a drop) when the ring is full.
   bool try_push(const T& item) {
     uint64_t pos = head_.load(std::memory_order_relaxed);
+    uint32_t retries = 0;  // only ever raised by racing producers (contract A)
+    (void)retries;
     for (;;) {
       Cell& cell = cells_[pos & (kCapacity - 1)];
       uint64_t seq = cell_seq(cell, pos);
@@ -35,12 +38,16 @@ class BoundedRing {
         if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
           cell.value = item;
           set_cell_seq(cell, pos, pos + 1);
+          HAK_CONTRACT(contracts::ring_push_returned(true, false, false, retries));
           return true;
         }
+        ++retries;
       } else if (dif < 0) {
-        drops_.fetch_add(1, std::memory_order_relaxed);
+        uint64_t before = drops_.fetch_add(1, std::memory_order_relaxed);
+        HAK_CONTRACT(contracts::ring_push_returned(false, true, drops() > before, retries));
         return false;
       } else {
+        ++retries;
         pos = head_.load(std::memory_order_relaxed);
       }
     }

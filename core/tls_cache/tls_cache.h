@@ -4,6 +4,7 @@
 #pragma once
 
 #include "base/base.h"
+#include "contracts/contracts.h"
 #include "size_class/size_class.h"
 #include "stats/stats.h"
 
@@ -50,6 +51,7 @@ HAK_INLINE void* tls_cache_pop(unsigned cls) {
 // Pushes a block; returns false when the list has grown past its capacity
 // (the caller then flushes a batch to the central pool).
 HAK_INLINE bool tls_cache_push(unsigned cls, void* block) {
+  HAK_CONTRACT(contracts::block_enters_list(block, cls));
   TlsBin& bin = t_cache.bins[cls];
   *static_cast<void**>(block) = bin.head;
   bin.head = block;

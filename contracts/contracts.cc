@@ -1,0 +1,161 @@
+// Contract checkers. Compiled into the library only in the contracts build.
+#include "contracts/contracts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <atomic>
+
+#include "base/base.h"
+#include "os/os.h"
+#include "slab/slab.h"
+
+namespace hakmem {
+namespace contracts {
+
+namespace {
+
+std::atomic<FireHandler> g_handler{nullptr};
+std::atomic<uint64_t> g_fires[6];
+
+HAK_TLS int t_refill_depth;
+HAK_TLS int t_learner_depth;
+
+const char* place_name(Place p) {
+  switch (p) {
+    case Place::kSlab: return "its slab";
+    case Place::kTls: return "a thread cache";
+    case Place::kCentral: return "the central pool";
+    case Place::kUser: return "the program";
+  }
+  return "?";
+}
+
+// Shadow state for contract C: an open-addressing table from block address
+// to place, in memory of its own (never malloc), under one lock. Blocks that
+// were never seen are in their slab. Deleting (back to the slab) leaves a
+// tombstone-free table by storing kSlab in place.
+constexpr size_t kShadowSlots = size_t{1} << 24;
+struct ShadowEntry {
+  uintptr_t key;
+  Place place;
+};
+ShadowEntry* g_shadow = nullptr;
+Lock g_shadow_lock;
+
+ShadowEntry* shadow_slot(uintptr_t key, bool insert) {
+  if (g_shadow == nullptr) {
+    if (!insert) return nullptr;
+    g_shadow = static_cast<ShadowEntry*>(os_map_aligned(kShadowSlots * sizeof(ShadowEntry), kOsPageSize));
+    if (g_shadow == nullptr) return nullptr;
+  }
+  size_t i = (key >> 3) * 0x9E3779B97F4A7C15ull >> (64 - 24);
+  for (size_t probes = 0; probes < kShadowSlots; ++probes, i = (i + 1) & (kShadowSlots - 1)) {
+    ShadowEntry& e = g_shadow[i];
+    if (e.key == key) return &e;
+    if (e.key == 0) {
+      if (!insert) return nullptr;
+      e.key = key;
+      e.place = Place::kSlab;
+      return &e;
+    }
+  }
+  return nullptr;
+}
+
+void move_locked(const void* block, Place from, Place to, char contract) {
+  ShadowEntry* e = shadow_slot(reinterpret_cast<uintptr_t>(block), true);
+  if (e == nullptr) return;  // table full: stop checking rather than lie
+  if (e->place != from) {
+    char what[160];
+    snprintf(what, sizeof what, "block moved from %s to %s, but it is in %s%s", place_name(from),
+             place_name(to), place_name(e->place),
+             from == Place::kUser && to == Place::kTls ? " (double free?)" : "");
+    fire(contract, what, block);
+  }
+  e->place = to;
+}
+
+}  // namespace
+
+void set_fire_handler(FireHandler handler) { g_handler.store(handler); }
+
+uint64_t fire_count(char contract) {
+  if (contract < 'A' || contract > 'F') return 0;
+  return g_fires[contract - 'A'].load();
+}
+
+void fire(char contract, const char* what, const void* where) {
+  if (contract >= 'A' && contract <= 'F') g_fires[contract - 'A'].fetch_add(1);
+  if (FireHandler h = g_handler.load()) {
+    h(contract, what, where);
+    return;
+  }
+  diag("hakmem: contract %c violated at %p: %s", contract, where, what);
+  abort();
+}
+
+void ring_push_returned(bool pushed, bool full, bool dropped, uint32_t retries) {
+  if (full && !dropped) fire('A', "a push to a full ring returned without counting a drop", nullptr);
+  if (full && pushed) fire('A', "a push to a full ring claims to have stored its item", nullptr);
+  // Retries come only from producers racing each other, never from waiting
+  // for the consumer; a long run of them means the producer waited.
+  if (retries > 10000) fire('A', "a ring producer spun waiting instead of dropping", nullptr);
+}
+
+void refill_enter() { ++t_refill_depth; }
+void refill_leave() { --t_refill_depth; }
+void policy_read() {
+  if (t_refill_depth <= 0) fire('B', "a policy was read outside a refill", nullptr);
+}
+void learner_enter() { ++t_learner_depth; }
+void learner_leave() { --t_learner_depth; }
+void cache_reshaped() {
+  if (t_learner_depth > 0) fire('B', "the learner resized or flushed a thread cache", nullptr);
+}
+
+void block_moved(const void* block, Place from, Place to) {
+  LockGuard guard(g_shadow_lock);
+  move_locked(block, from, to, 'C');
+}
+
+void list_moved(const void* head, uint32_t count, Place from, Place to) {
+  LockGuard guard(g_shadow_lock);
+  const void* b = head;
+  for (uint32_t i = 0; i < count && b != nullptr; ++i) {
+    move_locked(b, from, to, 'C');
+    b = *static_cast<void* const*>(b);
+  }
+}
+
+void big_block_moved(const void* block, Place from, Place to) { block_moved(block, from, to); }
+
+Place block_place(const void* block) {
+  LockGuard guard(g_shadow_lock);
+  ShadowEntry* e = shadow_slot(reinterpret_cast<uintptr_t>(block), false);
+  return e == nullptr ? Place::kSlab : e->place;
+}
+
+void block_enters_list(const void* block, unsigned cls) {
+  Segment* seg = segment_lookup(block);
+  if (seg == nullptr) {
+    fire('E', "a block outside every segment entered a thread list", block);
+    return;
+  }
+  const UnitEntry& e = seg->units[unit_of(block)];
+  const Slab& slab = seg->slabs[entry_first_unit(e)];
+  if (!tag_is_slab(e.tag)) {
+    fire('E', "a block entered a thread list from a unit whose tag is not a slab tag", block);
+  } else if (tag_class(e.tag) != cls) {
+    fire('E', "a block entered the thread list of another class than its tag says", block);
+  } else if (slab.kind != RunKind::kSlab || slab.cls != cls) {
+    fire('E', "a unit tag disagrees with the slab descriptor it belongs to", block);
+  } else {
+    size_t off = (reinterpret_cast<uintptr_t>(block) & kSegmentMask) - e.run_offset;
+    if (off % class_size(cls) != 0 || off / class_size(cls) >= slab.carved)
+      fire('E', "a block address is not on a carved block boundary of its slab", block);
+  }
+}
+
+}  // namespace contracts
+}  // namespace hakmem

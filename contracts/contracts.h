@@ -1,0 +1,56 @@
+// The contract checkers of DESIGN.md §4, wired into the box boundaries.
+//
+// Each hook is written as HAK_CONTRACT(contracts::hook(...)) at its boundary.
+// In the contracts build (-DHAKMEM_CONTRACTS=ON) the hooks run and a broken
+// contract "fires": by default a one-line diagnosis on stderr and abort();
+// tests install a handler instead. In release the macro expands to nothing,
+// so the hooks' arguments are not even evaluated.
+#pragma once
+
+#include <stdint.h>
+
+#ifdef HAKMEM_CONTRACTS
+#define HAK_CONTRACT(call) (call)
+#else
+#define HAK_CONTRACT(call) ((void)0)
+#endif
+
+namespace hakmem {
+namespace contracts {
+
+// ---- reporting ----
+// contract: 'A'..'F'. Returning from the handler lets the program go on.
+using FireHandler = void (*)(char contract, const char* what, const void* where);
+void set_fire_handler(FireHandler handler);  // nullptr: back to diagnose-and-abort
+uint64_t fire_count(char contract);
+void fire(char contract, const char* what, const void* where);
+
+// ---- A: a bounded queue never blocks its producer ----
+// Called when a push returns: `full` if the ring had no room, `dropped` if the
+// drop counter rose, `retries` the contention retries it took.
+void ring_push_returned(bool pushed, bool full, bool dropped, uint32_t retries);
+
+// ---- B: a policy takes effect at the next refill, and only there ----
+void refill_enter();
+void refill_leave();
+void policy_read();         // fires outside a refill
+void learner_enter();
+void learner_leave();
+void cache_reshaped();      // a thread cache's cap or contents changed: fires inside the learner
+
+// ---- C: every block is in exactly one place ----
+enum class Place : uint8_t { kSlab = 0, kTls = 1, kCentral = 2, kUser = 3 };
+// Moves `block` from `from` to `to` in the shadow state; fires if it was elsewhere.
+void block_moved(const void* block, Place from, Place to);
+// The same for a list of `count` blocks linked through their first word.
+void list_moved(const void* head, uint32_t count, Place from, Place to);
+// A large or huge block handed out (to the user) or given back.
+void big_block_moved(const void* block, Place from, Place to);
+Place block_place(const void* block);  // kSlab when never seen
+
+// ---- E: tags agree with the slabs they describe ----
+// A block about to be pushed onto the thread list of class `cls`.
+void block_enters_list(const void* block, unsigned cls);
+
+}  // namespace contracts
+}  // namespace hakmem
