@@ -44,6 +44,7 @@ class BoundedRing {
         ++retries;
       } else if (dif < 0) {
         uint64_t before = drops_.fetch_add(1, std::memory_order_relaxed);
+        (void)before;
         HAK_CONTRACT(contracts::ring_push_returned(false, true, drops() > before, retries));
         return false;
       } else {
