@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: all release test demo bench deps clean fuzz contracts
+.PHONY: all release test demo bench deps clean fuzz contracts asan tsan
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -34,6 +34,20 @@ contracts:
 	  -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/contracts -j $(JOBS) --target hakmem hakmem_static test_contracts
 	cd $(BUILD)/contracts && ctest --output-on-failure -R 'contract|Contract'
+
+# Sanitizer builds: the stress tests (and the property tests) on the prefixed
+# API, hakmem's free memory poisoned for ASan; everything instrumented for TSan.
+asan:
+	$(CMAKE) -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_SANITIZE=address \
+	  -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/asan -j $(JOBS)
+	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -E contract_d
+
+tsan:
+	$(CMAKE) -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_SANITIZE=thread \
+	  -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/tsan -j $(JOBS)
+	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L stress
 
 # libFuzzer harnesses on the prefixed API (ASan owns malloc there), each run
 # for FUZZ_SECONDS from the checked-in corpus; crashes are kept as regressions.

@@ -35,11 +35,10 @@ HAK_NOINLINE void free_flush(int cls);
 
 HAK_INLINE void* alloc_from_class(unsigned cls) {
   void* block = tls_cache_pop(cls);       // this thread's list: no lock, no atomic
-  if (HAK_LIKELY(block != nullptr)) {
-    HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
-    return block;
-  }
-  return small_alloc_slow(cls);           // empty list: refill a batch
+  if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(cls);  // empty list: refill a batch
+  HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
+  annotate_alloc(block, class_size(cls), false);  // compiled away in release
+  return block;
 }
 
 extern "C" void* hak_malloc(size_t size) {
@@ -65,6 +64,7 @@ extern "C" void hak_free(void* p) {
   uint64_t divisor_c = class_divisor(cls);
   if (HAK_UNLIKELY(offset * divisor_c >= divisor_c)) return free_slow(p);
   HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
+  annotate_free(p, class_size(cls));  // compiled away in release
   if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(cls);  // over capacity: send a batch out
 }
 
@@ -126,7 +126,11 @@ bool in_our_memory(const void* p) {
 void* small_alloc_slow(int cls) {
   front_ensure_init();
   void* p = refill_alloc(cls);
-  if (p == nullptr) errno = ENOMEM;
+  if (p == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  annotate_alloc(p, class_size(cls), false);
   return p;
 }
 
@@ -147,13 +151,20 @@ void* big_alloc(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return nullptr;
   }
+  annotate_alloc(p, large_usable_size(p), zeroed);
   if (zero && !zeroed) memset(p, 0, size);
   return p;
 }
 
 void free_slow(void* p) {
   if (p == nullptr) return;
-  if (large_free(p)) return;
+  size_t big = large_usable_size(p);
+  if (big != 0) {
+    annotate_free(p, big);
+    annotate_returned(p, big);  // spans and mappings are no blocks of the user's any more
+    large_free(p);
+    return;
+  }
   count_bad_free(p, in_our_memory(p));
 }
 
@@ -257,7 +268,12 @@ extern "C" void* hak_realloc(void* p, size_t size) {
   }
   if (size <= old && size >= old / 2) return p;  // fits, and not wastefully
   if (old > kLargeMax && size > kLargeMax) {     // huge to huge: move pages, not bytes
-    if (void* q = huge_resize(p, size)) return q;
+    if (void* q = huge_resize(p, size)) {
+      annotate_free(p, old);
+      annotate_returned(p, old);
+      annotate_alloc(q, large_usable_size(q), false);
+      return q;
+    }
   }
   void* q = hak_malloc(size);
   if (q == nullptr) return nullptr;  // errno set; p stays valid

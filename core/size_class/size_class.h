@@ -31,7 +31,7 @@ struct ClassInfo {
 namespace size_class_detail {
 
 constexpr uint32_t class_size(int c) {
-  if (c < 5) return c == 0 ? 8u : c == 1 ? 16u : static_cast<uint32_t>(c - 1) * 16u;
+  if (c < 5) return c == 0 ? 8u : static_cast<uint32_t>(c) * 16u;  // 8, 16, 32, 48, 64
   int k = c - 5;                       // 0.. : four steps per doubling from 64
   uint32_t base = 64u << (k / 4);
   return base + base / 4 * static_cast<uint32_t>(k % 4 + 1);

@@ -233,6 +233,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
       s->capacity = ci.blocks_per_slab;
+      annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
       ++g_slab_count[cls];
       partial_push(cls, s);
     }
@@ -276,6 +277,7 @@ void slab_return_blocks(int cls, void* head, uint32_t count) {
     if (s->used == 0) {
       if (s->on_partial_list) partial_remove(cls, s);
       --g_slab_count[cls];
+      annotate_returned(slab_start(s), static_cast<size_t>(s->units) << kUnitShift);
       backend_free_run(s);
     } else if (!s->on_partial_list) {
       partial_push(cls, s);
