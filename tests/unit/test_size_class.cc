@@ -1,0 +1,171 @@
+// Size classes (core/size_class/size_class.h): the table and the mapping
+// from request sizes to classes.
+#include <malloc.h>
+#include <stdlib.h>
+
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+#include "size_class/size_class.h"
+
+namespace {
+
+using namespace hakmem;
+
+constexpr size_t kSegment = size_t{4} << 20;
+
+TEST(SizeClass, TableShape) {
+  EXPECT_EQ(kNumClasses, HAK_NUM_CLASSES);
+  EXPECT_EQ(class_size(0), 8u);
+  EXPECT_EQ(class_size(kNumClasses - 1), kSlabMax);
+  EXPECT_EQ(class_size(kNumTinyClasses - 1), kTinyMax);
+  EXPECT_LT(class_size(kNumTinyClasses - 1 + 1), kTinyMax * 2);
+  EXPECT_GT(class_size(kNumTinyClasses), kTinyMax);
+  for (int c = 0; c < kNumClasses; ++c) {
+    EXPECT_EQ(class_info(c).size, class_size(c)) << c;
+    EXPECT_EQ(class_divisor(c), class_info(c).divisor_c) << c;
+  }
+}
+
+TEST(SizeClass, StrictlyIncreasing) {
+  for (int c = 1; c < kNumClasses; ++c)
+    EXPECT_LT(class_size(c - 1), class_size(c)) << "class " << c - 1 << " and " << c;
+}
+
+TEST(SizeClass, MultiplesOfSixteenAboveEight) {
+  for (int c = 0; c < kNumClasses; ++c) {
+    size_t s = class_size(c);
+    EXPECT_EQ(s % (s > 8 ? 16 : 8), 0u) << "class " << c << " size " << s;
+  }
+}
+
+TEST(SizeClass, SizeToClassIsSmallestFit) {
+  int expect = 0;
+  for (size_t n = 0; n <= kSlabMax; ++n) {
+    while (class_size(expect) < n) ++expect;
+    int got = size_to_class(n);
+    ASSERT_EQ(got, expect) << "size " << n << " maps to class of " << class_size(got) << ", smallest fit is "
+                           << class_size(expect);
+    if (n <= kTinyMax) {
+      ASSERT_EQ(static_cast<int>(tiny_size_to_class(n)), expect) << n;
+    }
+    if (n > kTinyMax) {
+      ASSERT_EQ(static_cast<int>(mid_size_to_class(n)), expect) << n;
+    }
+  }
+}
+
+TEST(SizeClass, WasteUnderQuarterAbove64) {
+  for (size_t n = 65; n <= kSlabMax; ++n) {
+    size_t s = class_size(size_to_class(n));
+    ASSERT_GE(s, n);
+    ASSERT_LT((s - n) * 4, n) << "request " << n << " gets " << s << ": waste " << s - n;
+  }
+}
+
+TEST(SizeClass, AtLeastFourClassesPerDoublingAbove64) {
+  for (size_t lo = 64; lo < kSlabMax; lo *= 2) {
+    int count = 0;
+    for (int c = 0; c < kNumClasses; ++c)
+      if (class_size(c) > lo && class_size(c) <= lo * 2) ++count;
+    EXPECT_GE(count, 4) << "classes in (" << lo << ", " << lo * 2 << "]";
+  }
+}
+
+TEST(SizeClass, SlabGeometry) {
+  for (int c = 0; c < kNumClasses; ++c) {
+    const ClassInfo& ci = class_info(c);
+    SCOPED_TRACE("class " + std::to_string(c) + " size " + std::to_string(ci.size));
+    ASSERT_GE(ci.slab_units, 1u);
+    // A slab fits in a segment next to its header unit.
+    ASSERT_LE(ci.slab_units, kSegment / kUnitSize - 1);
+    uint64_t bytes = uint64_t{ci.slab_units} * kUnitSize;
+    ASSERT_GE(ci.blocks_per_slab, 1u);
+    EXPECT_LE(uint64_t{ci.blocks_per_slab} * ci.size, bytes);
+    // No room left for one more block (no unit wasted for nothing).
+    EXPECT_LT(bytes - uint64_t{ci.blocks_per_slab} * ci.size, ci.size);
+    // Enough blocks that a refill batch comes from one slab.
+    EXPECT_GE(ci.blocks_per_slab, ci.size <= 32768 ? 16u : 8u);
+    // Not more units than needed for that minimum.
+    uint64_t min_blocks = ci.size <= 32768 ? 16 : 8;
+    if (ci.slab_units > 1) {
+      EXPECT_LT(uint64_t{ci.slab_units - 1} * kUnitSize, uint64_t{ci.size} * min_blocks);
+    }
+  }
+}
+
+// The block-boundary test of free(): (uint32)off * c < c  <=>  off % size == 0.
+bool divisor_says_boundary(uint64_t off, uint64_t c) { return static_cast<uint64_t>(static_cast<uint32_t>(off)) * c < c; }
+
+TEST(SizeClass, DivisorCheckAgreesWithModulo) {
+  for (int c = 0; c < kNumClasses; ++c) {
+    const ClassInfo& ci = class_info(c);
+    EXPECT_EQ(ci.divisor_c, UINT64_MAX / ci.size + 1) << c;
+    // Every offset of a whole segment, so also every offset inside a slab.
+    for (uint64_t off = 0; off < kSegment; ++off) {
+      bool expect = off % ci.size == 0;
+      if (divisor_says_boundary(off, ci.divisor_c) != expect)
+        FAIL() << "class " << c << " size " << ci.size << " offset " << off << ": divisor says "
+               << !expect << ", modulo says " << expect;
+    }
+  }
+}
+
+TEST(SizeClass, AlignedClass) {
+  for (size_t align = 1; align <= 2 * kUnitSize; align <<= 1) {
+    for (size_t n = 0; n <= kSlabMax + 1; n += (n < 4096 ? 1 : 61)) {
+      int c = size_to_aligned_class(n, align);
+      if (align > kUnitSize || n > kSlabMax) {
+        EXPECT_EQ(c, -1) << n << " " << align;
+        continue;
+      }
+      // The smallest class >= n whose size is a multiple of align.
+      int expect = -1;
+      for (int k = 0; k < kNumClasses; ++k)
+        if (class_size(k) >= n && class_size(k) >= align && class_size(k) % align == 0) {
+          expect = k;
+          break;
+        }
+      ASSERT_EQ(c, expect) << "size " << n << " align " << align;
+    }
+  }
+}
+
+TEST(SizeClass, LibraryAgreesWithTable) {
+  // The library's own view (usable sizes, stats) matches the header's table.
+  hak_stats s;
+  hak_stats_get(&s);
+  for (int c = 0; c < kNumClasses; ++c) EXPECT_EQ(s.classes[c].block_size, class_size(c)) << c;
+  for (size_t n = 0; n <= kSlabMax; n += (n < 2048 ? 1 : 127)) {
+    void* p = malloc(n);
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(malloc_usable_size(p), class_size(size_to_class(n))) << n;
+    free(p);
+  }
+  // The first size above the mid limit is no longer a class block.
+  void* p = malloc(kSlabMax + 1);
+  ASSERT_NE(p, nullptr);
+  EXPECT_GT(malloc_usable_size(p), kSlabMax);
+  free(p);
+}
+
+TEST(SizeClass, StatsCountTheRightClass) {
+  // An allocation of n bytes is counted in class size_to_class(n).
+  const size_t sizes[] = {1, 8, 9, 17, 33, 65, 129, 1000, 1025, 5000, 40000, 100000, kSlabMax};
+  for (size_t n : sizes) {
+    int c = size_to_class(n);
+    hak_stats before, after;
+    hak_stats_get(&before);
+    void* p = malloc(n);
+    ASSERT_NE(p, nullptr);
+    hak_stats_get(&after);
+    EXPECT_EQ(after.classes[c].allocs, before.classes[c].allocs + 1) << n;
+    free(p);
+    hak_stats_get(&after);
+    EXPECT_EQ(after.classes[c].frees, before.classes[c].frees + 1) << n;
+  }
+}
+
+}  // namespace
