@@ -92,12 +92,18 @@ HAK_INLINE void annotate_fresh(void* p, size_t bytes) {
 #if defined(HAKMEM_ASAN)
   __asan_poison_memory_region(p, bytes);
 #endif
+#if defined(HAKMEM_VALGRIND)
+  VALGRIND_MAKE_MEM_UNDEFINED(p, bytes);  // earlier blocks' boundaries no longer apply
+#endif
   (void)p, (void)bytes;
 }
 // Memory that goes back to the backend or the OS.
 HAK_INLINE void annotate_returned(void* p, size_t bytes) {
 #if defined(HAKMEM_ASAN)
   __asan_unpoison_memory_region(p, bytes);
+#endif
+#if defined(HAKMEM_VALGRIND)
+  VALGRIND_MAKE_MEM_UNDEFINED(p, bytes);
 #endif
   (void)p, (void)bytes;
 }
