@@ -1,7 +1,9 @@
 # hakmem's front door. CMake does the work; each variant builds in its own
 # folder under build/.
 #   make            release library: build/release/lib/libhakmem.{so,a}, build/release/bin/hakmem
-#   make test       build and run the tests (unit tests and real programs under LD_PRELOAD)
+#   make test       every test of every build: contracts, asan (+UBSan), tsan, valgrind, a fuzz
+#                   smoke, then the release build's unit tests and real programs (ctest's summary last)
+#   make check      only the release build's tests
 #   make demo       run a real program under hakmem beside glibc, with hakmem's statistics
 #   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc
 #   make deps       install the Debian packages the build, tests and benchmarks need
@@ -9,7 +11,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: all release test demo bench deps clean fuzz contracts asan tsan valgrind
+.PHONY: all release test check demo bench deps clean fuzz fuzz-smoke contracts asan tsan valgrind
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -18,8 +20,17 @@ release:
 	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	$(CMAKE) --build $(BUILD)/release -j $(JOBS)
 
-test: release
+test: contracts asan tsan valgrind fuzz-smoke
+	$(MAKE) --no-print-directory check
+
+check: release
 	cd $(BUILD)/release && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# A short run of each fuzz harness (CI); `make fuzz` is the long one.
+fuzz-smoke:
+	@if [ -f fuzz/run ]; then $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS); \
+	else echo "fuzz-smoke: no harnesses yet"; fi
+FUZZ_SMOKE_SECONDS ?= 15
 
 demo:
 	bash ci/demo
