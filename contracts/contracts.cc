@@ -136,7 +136,7 @@ Place block_place(const void* block) {
   return e == nullptr ? Place::kSlab : e->place;
 }
 
-void block_enters_list(const void* block, unsigned cls) {
+void block_enters_list(const void* block, size_t cls) {
   Segment* seg = segment_lookup(block);
   if (seg == nullptr) {
     fire('E', "a block outside every segment entered a thread list", block);

@@ -7,6 +7,7 @@
 // so the hooks' arguments are not even evaluated.
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef HAKMEM_CONTRACTS
@@ -50,7 +51,7 @@ Place block_place(const void* block);  // kSlab when never seen
 
 // ---- E: tags agree with the slabs they describe ----
 // A block about to be pushed onto the thread list of class `cls`.
-void block_enters_list(const void* block, unsigned cls);
+void block_enters_list(const void* block, size_t cls);
 
 }  // namespace contracts
 }  // namespace hakmem

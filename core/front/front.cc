@@ -27,7 +27,7 @@ namespace {
 HAK_NOINLINE void* small_alloc_slow(int cls);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
-HAK_NOINLINE void free_flush(int cls);
+HAK_NOINLINE void free_flush(void* just_freed);
 
 }  // namespace
 
@@ -55,17 +55,20 @@ extern "C" void hak_free(void* p) {
   // NULL, foreign pointers and large/huge blocks all leave through free_slow.
   size_t slot = addr >> kSegmentShift;
   if (HAK_UNLIKELY(slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment)) return free_slow(p);
-  // The unit's entry in the segment header gives class and slab start (§3).
+  // The unit's entry in the segment header: its tag and its run's start (§3).
   const UnitEntry& info = segment_of(p)->units[unit_of(p)];
-  if (HAK_UNLIKELY(!tag_is_slab(info.tag))) return free_slow(p);  // large, or not a block
-  unsigned cls = tag_class(info.tag);
-  // A block boundary? One multiply instead of a division (see ClassInfo).
+  // A slab block boundary? One multiply instead of a division (see
+  // ClassInfo); a tag that names no class has divisor 0 and fails too, so
+  // large spans, free units and interior pointers all leave here.
+  uint64_t divisor_c = kTagDivisors.by_tag[info.tag];
   uint64_t offset = static_cast<uint32_t>((addr & kSegmentMask) - info.run_offset);
-  uint64_t divisor_c = class_divisor(cls);
   if (HAK_UNLIKELY(offset * divisor_c >= divisor_c)) return free_slow(p);
+  size_t cls = size_t{info.tag} - kTagSlabMagic;  // 64-bit: folds into the bin address
   HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
   annotate_free(p, class_size(cls));  // compiled away in release
-  if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(cls);  // over capacity: send a batch out
+  // Over capacity: send a batch out. The class is found again from p there,
+  // so that this path keeps no register alive across the push.
+  if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(p);
 }
 
 // ---------------------------------------------------------------- init
@@ -134,9 +137,9 @@ void* small_alloc_slow(int cls) {
   return p;
 }
 
-void free_flush(int cls) {
+void free_flush(void* just_freed) {
   front_ensure_init();
-  refill_flush(cls);
+  refill_flush(static_cast<int>(tag_class(segment_of(just_freed)->units[unit_of(just_freed)].tag)));
 }
 
 void* big_alloc(size_t size, size_t align, bool zero) {

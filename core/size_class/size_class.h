@@ -79,7 +79,7 @@ static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 
 }  // namespace size_class_detail
 
-HAK_INLINE const ClassInfo& class_info(int cls) { return size_class_detail::kTables.info[cls]; }
+HAK_INLINE constexpr const ClassInfo& class_info(int cls) { return size_class_detail::kTables.info[cls]; }
 HAK_INLINE size_t class_size(int cls) { return size_class_detail::kTables.info[cls].size; }
 HAK_INLINE uint64_t class_divisor(int cls) { return size_class_detail::kTables.divisor[cls]; }
 

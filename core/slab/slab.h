@@ -41,6 +41,20 @@ HAK_INLINE bool tag_is_slab(uint8_t tag) { return static_cast<uint8_t>(tag - kTa
 HAK_INLINE unsigned tag_class(uint8_t tag) { return static_cast<uint8_t>(tag - kTagSlabMagic); }
 HAK_INLINE uint8_t slab_tag(int cls) { return static_cast<uint8_t>(kTagSlabMagic + cls); }
 
+// The block-boundary divisor (ClassInfo::divisor_c) of the class a tag names,
+// and 0 for every tag that names no slab class. free() indexes this with the
+// raw tag: "off * c < c" is false when c is 0, so one test rejects both
+// non-slab units and interior pointers.
+struct TagDivisors {
+  uint64_t by_tag[256];
+};
+constexpr TagDivisors build_tag_divisors() {
+  TagDivisors t{};
+  for (int c = 0; c < kNumClasses; ++c) t.by_tag[kTagSlabMagic + c] = class_info(c).divisor_c;
+  return t;
+}
+inline constexpr TagDivisors kTagDivisors = build_tag_divisors();
+
 enum class RunKind : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
 
 // Descriptor of a run of units, stored at the index of its first unit.

@@ -39,7 +39,7 @@ HAK_INLINE uint32_t tls_bin_count(const TlsBin& bin) {
 }
 
 // Pops a block of class `cls`, or returns nullptr when the list is empty.
-HAK_INLINE void* tls_cache_pop(unsigned cls) {
+HAK_INLINE void* tls_cache_pop(size_t cls) {
   TlsBin& bin = t_cache.bins[cls];
   void* block = bin.head;
   if (HAK_UNLIKELY(block == nullptr)) return nullptr;
@@ -50,7 +50,7 @@ HAK_INLINE void* tls_cache_pop(unsigned cls) {
 
 // Pushes a block; returns false when the list has grown past its capacity
 // (the caller then flushes a batch to the central pool).
-HAK_INLINE bool tls_cache_push(unsigned cls, void* block) {
+HAK_INLINE bool tls_cache_push(size_t cls, void* block) {
   HAK_CONTRACT(contracts::block_enters_list(block, cls));
   TlsBin& bin = t_cache.bins[cls];
   *static_cast<void**>(block) = bin.head;
