@@ -11,7 +11,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: all release test check demo bench deps clean fuzz fuzz-smoke contracts asan tsan valgrind
+.PHONY: clang all release test check demo bench deps clean fuzz fuzz-smoke contracts asan tsan valgrind
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -20,7 +20,7 @@ release:
 	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 	$(CMAKE) --build $(BUILD)/release -j $(JOBS)
 
-test: contracts asan tsan valgrind fuzz-smoke
+test: clang contracts asan tsan valgrind fuzz-smoke
 	$(MAKE) --no-print-directory check
 
 check: release
@@ -37,6 +37,13 @@ demo:
 
 bench: release
 	bash bench/run $(BENCH_ARGS)
+
+# The library and the stress tests built by clang++, warnings as errors.
+clang:
+	$(CMAKE) -S . -B $(BUILD)/clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DHAKMEM_BENCH=OFF -DHAKMEM_TESTS=ON >/dev/null
+	$(CMAKE) --build $(BUILD)/clang -j $(JOBS) --target hakmem hakmem_static test_stress
+	cd $(BUILD)/clang && ctest --output-on-failure -L stress
 
 # Release code with every contract checker compiled in, and the tests that
 # make each checker fire.

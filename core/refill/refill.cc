@@ -42,7 +42,28 @@ void thread_exit(void*) {
   refill_flush_all();
   merge_counts(tc);
   registry_remove(&tc);
-  tc = ThreadCache{};  // a later malloc by another destructor re-registers from scratch
+  tc = ThreadCache{};
+  tc.exited = true;  // later calls go straight to the central pool (see below)
+}
+
+// After the exit hook: one block at a time through the central pool, counted
+// straight into the totals.
+HAK_COLD void* exited_thread_alloc(int cls) {
+  void* head = nullptr;
+  uint32_t n = central_take(cls, 1, &head);
+  if (n == 0) return nullptr;
+  if (n > 1) central_give(cls, *static_cast<void**>(head), n - 1);
+  HAK_CONTRACT(contracts::block_moved(head, contracts::Place::kTls, contracts::Place::kUser));
+  g_counters.cls[cls].allocs.add(1);
+  return head;
+}
+
+HAK_COLD void exited_thread_flush(int cls) {
+  TlsBin& bin = t_cache.bins[cls];
+  uint32_t count = tls_bin_count(bin);
+  if (count > 0) central_give(cls, bin.head, count);
+  g_counters.cls[cls].frees.add(bin.frees);
+  bin = TlsBin{};
 }
 
 void thread_register() {
@@ -88,7 +109,10 @@ struct RefillScope {
 
 void* refill_alloc(int cls) {
   RefillScope scope;
-  if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
+  if (HAK_UNLIKELY(!t_cache.registered)) {
+    if (t_cache.exited) return exited_thread_alloc(cls);
+    thread_register();
+  }
   TlsBin& bin = t_cache.bins[cls];
   adopt_policy(bin, cls);
   void* head = nullptr;
@@ -108,7 +132,10 @@ void* refill_alloc(int cls) {
 void refill_flush(int cls) {
   RefillScope scope;
   HAK_CONTRACT(contracts::cache_reshaped());
-  if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
+  if (HAK_UNLIKELY(!t_cache.registered)) {
+    if (t_cache.exited) return exited_thread_flush(cls);
+    thread_register();
+  }
   TlsBin& bin = t_cache.bins[cls];
   if (bin.cap == 0) {  // first contact of this bin: a free before any malloc of its class
     adopt_policy(bin, cls);

@@ -30,6 +30,10 @@ struct ThreadCache {
   ThreadCache* next;                        // registry of live threads (stats)
   ThreadCache* prev;
   bool registered;
+  // Set once the thread's exit hook has run. glibc still frees (and may
+  // allocate) after the last key destructor; such a thread keeps no cache
+  // and never registers again, since nothing would unregister it.
+  bool exited;
 };
 
 extern HAK_TLS ThreadCache t_cache;
