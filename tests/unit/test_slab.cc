@@ -1,0 +1,269 @@
+// Slab & segment backend: heap integrity under random use, hak_owns, and
+// blocks of one class that never overlap.
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+#include "size_class/size_class.h"
+#include "slab/slab.h"
+
+namespace {
+
+using hakmem::class_size;
+using hakmem::kNumClasses;
+
+constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+constexpr uintptr_t kSegmentMask = (uintptr_t{4} << 20) - 1;
+
+void* opaque(void* p) {
+  asm volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+
+int g_global_int = 42;
+char g_global_buf[256];
+
+struct Block {
+  unsigned char* p;
+  size_t n;
+  uint64_t id;
+};
+
+void stamp(const Block& b) {
+  // Head and tail carry the id; tiny blocks get as much of it as fits.
+  size_t k = std::min<size_t>(b.n, 8);
+  memcpy(b.p, &b.id, k);
+  if (b.n >= 16) memcpy(b.p + b.n - 8, &b.id, 8);
+  if (b.n > 16) memset(b.p + 8, static_cast<int>(b.id & 0xff), std::min<size_t>(b.n - 16, 64));
+}
+bool intact(const Block& b) {
+  uint64_t v = 0;
+  size_t k = std::min<size_t>(b.n, 8);
+  memcpy(&v, b.p, k);
+  uint64_t want = 0;
+  memcpy(&want, &b.id, k);
+  if (v != want) return false;
+  if (b.n >= 16) {
+    memcpy(&v, b.p + b.n - 8, 8);
+    if (v != b.id) return false;
+  }
+  if (b.n > 16) {
+    for (size_t i = 8; i < 8 + std::min<size_t>(b.n - 16, 64); ++i)
+      if (b.p[i] != (b.id & 0xff)) return false;
+  }
+  return true;
+}
+
+size_t random_size(std::mt19937_64& rng) {
+  // Log-uniform over the slab range, with a few large and huge blocks.
+  uint64_t r = rng();
+  if (r % 200 == 0) return 128 * KiB + 1 + (rng() % (2 * MiB));   // large, sometimes huge
+  if (r % 1000 == 1) return 2 * MiB + 1 + (rng() % (6 * MiB));     // huge
+  int bits = static_cast<int>(rng() % 17) + 1;                      // 2 .. 128 KiB
+  size_t hi = size_t{1} << bits;
+  return std::min<size_t>(hi / 2 + rng() % hi, 128 * KiB);
+}
+
+TEST(Slab, RandomSequencesKeepHeapConsistent) {
+  std::mt19937_64 rng(20240601);
+  std::vector<Block> live;
+  uint64_t next_id = 1;
+  ASSERT_EQ(hak_check_heap(), 0);
+  for (int op = 0; op < 150000; ++op) {
+    bool do_alloc = live.empty() || (live.size() < 4000 && rng() % 100 < 55);
+    if (do_alloc) {
+      size_t n = random_size(rng);
+      unsigned char* p = static_cast<unsigned char*>(opaque(malloc(n)));
+      ASSERT_NE(p, nullptr) << n;
+      Block b{p, n, next_id++ * 0x9E3779B97F4A7C15ull};
+      stamp(b);
+      live.push_back(b);
+    } else {
+      size_t k = rng() % live.size();
+      ASSERT_TRUE(intact(live[k])) << "block of " << live[k].n << " at " << static_cast<void*>(live[k].p)
+                                   << " was overwritten while live";
+      if (rng() % 8 == 0) {
+        // realloc in the mix as well
+        size_t n = random_size(rng);
+        unsigned char* q = static_cast<unsigned char*>(realloc(live[k].p, n));
+        ASSERT_NE(q, nullptr);
+        size_t keep = std::min(n, live[k].n);
+        Block old = live[k];
+        if (keep >= 8) {
+          uint64_t v;
+          memcpy(&v, q, 8);
+          ASSERT_EQ(v, old.id) << "realloc lost the head of the block";
+        }
+        live[k] = Block{q, n, next_id++ * 0x9E3779B97F4A7C15ull};
+        stamp(live[k]);
+      } else {
+        free(live[k].p);
+        live[k] = live.back();
+        live.pop_back();
+      }
+    }
+    if (op % 25000 == 0) {
+      ASSERT_EQ(hak_check_heap(), 0) << "after op " << op;
+    }
+  }
+  for (const Block& b : live) ASSERT_TRUE(intact(b));
+  ASSERT_EQ(hak_check_heap(), 0);
+  std::shuffle(live.begin(), live.end(), rng);
+  for (const Block& b : live) free(b.p);
+  EXPECT_EQ(hak_check_heap(), 0);
+  hak_trim();
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+TEST(Slab, BlocksOfOneClassNeverOverlap) {
+  for (int c = 0; c < kNumClasses; ++c) {
+    size_t size = class_size(c);
+    size_t count = std::min<size_t>(1500, (8 * MiB) / size + 20);
+    std::vector<unsigned char*> v;
+    for (size_t i = 0; i < count; ++i) {
+      auto* p = static_cast<unsigned char*>(opaque(malloc(size)));
+      ASSERT_NE(p, nullptr);
+      ASSERT_EQ(malloc_usable_size(p), size);
+      memset(p, static_cast<int>(i * 7 + c), size);
+      memcpy(p, &i, std::min<size_t>(size, sizeof i));
+      v.push_back(p);
+    }
+    for (size_t i = 0; i < count; ++i) {
+      size_t got = 0;
+      memcpy(&got, v[i], std::min<size_t>(size, sizeof i));
+      size_t want = size >= sizeof i ? i : (i & ((size_t{1} << (8 * size)) - 1));
+      ASSERT_EQ(got, want) << "class " << size << ": block " << i << " was overwritten by another";
+      for (size_t k = sizeof i; k < size; k += 61)
+        ASSERT_EQ(v[i][k], static_cast<unsigned char>(i * 7 + c)) << "class " << size << " block " << i;
+      ASSERT_EQ(v[i][size - 1], size > sizeof i ? static_cast<unsigned char>(i * 7 + c) : v[i][size - 1]);
+    }
+    std::vector<unsigned char*> sorted = v;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 1; i < sorted.size(); ++i)
+      ASSERT_GE(sorted[i], sorted[i - 1] + size) << "class " << size << ": blocks overlap";
+    for (unsigned char* p : v) free(p);
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+TEST(Slab, OwnsLiveBlockStartsOnly) {
+  std::vector<std::pair<unsigned char*, size_t>> live;
+  for (int c = 0; c < kNumClasses; ++c)
+    for (int k = 0; k < 3; ++k) live.push_back({static_cast<unsigned char*>(malloc(class_size(c))), class_size(c)});
+  for (size_t n : {size_t{200 * KiB}, size_t{1 * MiB}, size_t{2 * MiB}, size_t{3 * MiB}, size_t{9 * MiB}})
+    live.push_back({static_cast<unsigned char*>(malloc(n)), n});
+  for (auto& [p, n] : live) {
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(hak_owns(p), 1) << "live block of " << n;
+    size_t usable = malloc_usable_size(p);
+    // Interior pointers, including the last byte.
+    for (size_t off : {size_t{1}, size_t{7}, size_t{8}, size_t{15}, size_t{16}, n / 2, usable - 1}) {
+      if (off == 0 || off >= usable) continue;
+      EXPECT_EQ(hak_owns(p + off), 0) << "interior pointer +" << off << " of a block of " << n;
+    }
+    if (usable > 64 * KiB) {
+      EXPECT_EQ(hak_owns(p + 64 * KiB), 0) << "+64 KiB into a block of " << n;
+    }
+    if (usable > 4 * MiB) {
+      EXPECT_EQ(hak_owns(p + 4 * MiB), 0) << "+4 MiB into a block of " << n;
+    }
+  }
+  // The header of the segment that holds a small block is no block.
+  void* small = live.front().first;
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(small) & ~kSegmentMask)), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(small) & ~kSegmentMask) + 64)), 0);
+  // Things that were never hakmem's.
+  int local = 0;
+  EXPECT_EQ(hak_owns(nullptr), 0);
+  EXPECT_EQ(hak_owns(opaque(&local)), 0);
+  EXPECT_EQ(hak_owns(&g_global_int), 0);
+  EXPECT_EQ(hak_owns(g_global_buf), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(&hak_owns)), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(1)), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(uintptr_t{1} << 47)), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(~uintptr_t{0} - 15)), 0);
+  void* m = mmap(nullptr, 8 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  uintptr_t mb = reinterpret_cast<uintptr_t>(m);
+  uintptr_t slot = (mb + kSegmentMask) & ~kSegmentMask;  // a 4 MiB boundary inside the mapping
+  EXPECT_EQ(hak_owns(m), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(slot)), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(slot + 64 * KiB)), 0);
+  munmap(m, 8 * MiB);
+  for (auto& [p, n] : live) free(p);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+TEST(Slab, FreedHugeAndLargeAreNoLongerOwned) {
+  void* h = malloc(6 * MiB);
+  ASSERT_EQ(hak_owns(h), 1);
+  free(h);
+  EXPECT_EQ(hak_owns(h), 0) << "a freed huge block is still reported as hakmem's";
+  // hak_owns never writes: a pointer into a live block reads back unchanged.
+  unsigned char* p = static_cast<unsigned char*>(malloc(1000));
+  memset(p, 0xA5, 1000);
+  for (int i = 0; i < 1000; ++i) (void)hak_owns(p + i);
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(p[i], 0xA5);
+  free(p);
+}
+
+TEST(Slab, SlabsReturnAfterFreeAndTrim) {
+  // A class nothing else uses much: 20 KiB blocks.
+  int c = hakmem::size_to_class(20 * KiB);
+  hak_trim();
+  hak_stats before;
+  hak_stats_get(&before);
+  std::vector<void*> v;
+  for (int i = 0; i < 2000; ++i) v.push_back(malloc(20 * KiB));  // ~40 MiB
+  hak_stats mid;
+  hak_stats_get(&mid);
+  uint64_t per_slab = hakmem::class_info(c).blocks_per_slab;
+  EXPECT_GE(mid.classes[c].slabs, before.classes[c].slabs + 2000 / per_slab);
+  EXPECT_GE(mid.bytes_mapped, before.bytes_mapped + 2000 * 20 * KiB);
+  for (void* p : v) free(p);
+  hak_trim();
+  hak_stats after;
+  hak_stats_get(&after);
+  EXPECT_EQ(after.classes[c].slabs, before.classes[c].slabs) << "slabs of class " << class_size(c) << " not returned";
+  EXPECT_LE(after.bytes_mapped, before.bytes_mapped + 4 * MiB) << "segments not unmapped after trim";
+  EXPECT_EQ(after.bytes_dirty, 0u);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+TEST(Slab, CheckHeapSeesDamagedHeaders) {
+  // hak_check_heap() == 0 means something only if it can report a fault:
+  // damage a segment header on purpose, check, then repair it.
+  unsigned char* p = static_cast<unsigned char*>(malloc(100));
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(hak_check_heap(), 0);
+  hakmem::Segment* seg = hakmem::segment_of(p);
+  int unit = hakmem::unit_of(p);
+  hakmem::UnitEntry saved = seg->units[unit];
+  ASSERT_TRUE(hakmem::tag_is_slab(saved.tag)) << "the block's unit is not tagged as a slab";
+  ASSERT_EQ(hakmem::tag_class(saved.tag), static_cast<unsigned>(hakmem::size_to_class(100)));
+  seg->units[unit].tag = hakmem::slab_tag(hakmem::size_to_class(100) + 1);  // wrong class
+  int wrong_class = hak_check_heap();
+  seg->units[unit].tag = hakmem::kTagLarge;  // not a slab at all
+  int wrong_kind = hak_check_heap();
+  seg->units[unit] = saved;
+  hakmem::Slab* slab = &seg->slabs[hakmem::entry_first_unit(saved)];
+  slab->used += 1;  // counts disagree with the free list
+  int wrong_count = hak_check_heap();
+  slab->used -= 1;
+  EXPECT_GT(wrong_class, 0);
+  EXPECT_GT(wrong_kind, 0);
+  EXPECT_GT(wrong_count, 0);
+  EXPECT_EQ(hak_check_heap(), 0);
+  free(p);
+}
+
+}  // namespace
