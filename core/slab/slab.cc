@@ -10,7 +10,7 @@ namespace {
 
 // Dirty (released but resident) memory beyond this is purged at once instead
 // of waiting for the decay: it bounds RSS after a large free wave.
-constexpr uint64_t kDirtyCapUnits = (16u << 20) / kUnitSize;
+constexpr uint64_t kDirtyCapUnits = (4u << 20) / kUnitSize;
 // Fully empty segments kept mapped for reuse (their units are still purged
 // by the decay); more than this are unmapped as soon as they empty.
 constexpr uint64_t kSpareSegments = 1;
