@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# usage: run_launcher.sh HAKMEM_LAUNCHER LIBHAKMEM
+# The launcher: `hakmem --help` exits 0 and documents `run`; `hakmem run
+# --stats -- true` exits 0 and prints the statistics report on stderr;
+# `hakmem run -- PROG` passes PROG's exit status and output through; `hakmem
+# lib` names the library; a bad command exits non-zero.
+source "$(dirname "$0")/common.sh"
+LAUNCHER=$1 LIB=$2
+[ -x "$LAUNCHER" ] || fail "launcher '$LAUNCHER' is not executable"
+check_lib "$LIB"
+make_tmp
+
+timeout 30 "$LAUNCHER" --help >"$TMP/help.out" 2>"$TMP/help.err" || fail "hakmem --help exits $?"
+grep -qw run "$TMP/help.out" || { cat "$TMP/help.out"; fail "hakmem --help does not mention 'run'"; }
+echo "ok: --help exits 0 and mentions run"
+
+timeout 30 "$LAUNCHER" run --stats -- true >"$TMP/stats.out" 2>"$TMP/stats.err" || fail "hakmem run --stats -- true exits $?"
+grep -q "hakmem statistics" "$TMP/stats.err" || { cat "$TMP/stats.err"; fail "no 'hakmem statistics' report on stderr"; }
+[ ! -s "$TMP/stats.out" ] || fail "hakmem run --stats -- true wrote to stdout"
+echo "ok: run --stats -- true prints the report:"; cat "$TMP/stats.err"
+
+set +e
+timeout 30 "$LAUNCHER" run -- sh -c 'echo "out $0"; echo err >&2; exit 7' arg0 >"$TMP/pass.out" 2>"$TMP/pass.err"
+rc=$?
+set -e
+[ "$rc" -eq 7 ] || fail "hakmem run -- sh ... exit 7: got $rc"
+[ "$(cat "$TMP/pass.out")" = "out arg0" ] || fail "stdout not passed through: $(cat "$TMP/pass.out")"
+[ "$(cat "$TMP/pass.err")" = "err" ] || fail "stderr not passed through: $(cat "$TMP/pass.err")"
+timeout 30 "$LAUNCHER" run -- sh -c 'grep -q libhakmem /proc/self/maps' || fail "hakmem run does not preload libhakmem.so"
+echo "ok: run passes exit status and output through, and preloads the library"
+
+[ -f "$(timeout 30 "$LAUNCHER" lib)" ] || fail "hakmem lib does not name an existing file"
+if timeout 30 "$LAUNCHER" no-such-command >/dev/null 2>&1; then fail "an unknown command exits 0"; fi
+if timeout 30 "$LAUNCHER" >/dev/null 2>&1; then fail "no arguments exits 0"; fi
+echo "ok: lib, unknown command, no arguments"
+echo PASS
