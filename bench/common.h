@@ -1,0 +1,195 @@
+// Shared helpers for hakmem's workload programs.
+//
+// Every workload is a plain program that calls malloc/free (never hakmem's
+// prefixed API), so any allocator can be loaded with LD_PRELOAD. Each one
+// takes its knobs as --name=value (or --name value) arguments, runs for a
+// fixed time (--duration seconds) or a fixed amount of work, and prints one
+// line that ends with `ops_per_sec=N`; the runner compares allocators by
+// that figure, never by wall time.
+#ifndef HAKMEM_BENCH_COMMON_H
+#define HAKMEM_BENCH_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace bench {
+
+// ---------------------------------------------------------------- options
+
+class Args {
+ public:
+  Args(int argc, char** argv, const char* usage) : usage_(usage) {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "-h" || a == "--help") {
+        fputs(usage, stdout);
+        exit(0);
+      }
+      if (a.rfind("--", 0) != 0) bad(a.c_str());
+      a = a.substr(2);
+      size_t eq = a.find('=');
+      if (eq != std::string::npos) {
+        keys_.push_back(a.substr(0, eq));
+        vals_.push_back(a.substr(eq + 1));
+      } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+        keys_.push_back(a);
+        vals_.push_back(argv[++i]);
+      } else {
+        bad(argv[i]);
+      }
+      used_.push_back(false);
+    }
+  }
+  // A size: plain bytes, or with a K/M/G suffix (powers of 1024).
+  uint64_t size(const char* key, uint64_t dflt) {
+    const char* v = find(key);
+    if (v == nullptr) return dflt;
+    char* end = nullptr;
+    double x = strtod(v, &end);
+    uint64_t mul = 1;
+    if (end != nullptr && *end != 0) {
+      switch (*end) {
+        case 'k': case 'K': mul = 1ull << 10; break;
+        case 'm': case 'M': mul = 1ull << 20; break;
+        case 'g': case 'G': mul = 1ull << 30; break;
+        case 'b': case 'B': break;
+        default: bad(key);
+      }
+    }
+    return static_cast<uint64_t>(x * static_cast<double>(mul));
+  }
+  long integer(const char* key, long dflt) {
+    const char* v = find(key);
+    return v == nullptr ? dflt : strtol(v, nullptr, 0);
+  }
+  double real(const char* key, double dflt) {
+    const char* v = find(key);
+    return v == nullptr ? dflt : strtod(v, nullptr);
+  }
+  // Call after reading every option: an unknown one is an error.
+  void done() {
+    for (size_t i = 0; i < keys_.size(); ++i)
+      if (!used_[i]) bad(keys_[i].c_str());
+  }
+
+ private:
+  const char* find(const char* key) {
+    const char* v = nullptr;
+    for (size_t i = 0; i < keys_.size(); ++i)
+      if (keys_[i] == key) {
+        used_[i] = true;
+        v = vals_[i].c_str();
+      }
+    return v;
+  }
+  [[noreturn]] void bad(const char* what) {
+    fprintf(stderr, "bad option '%s'\n%s", what, usage_);
+    exit(2);
+  }
+  const char* usage_;
+  std::vector<std::string> keys_, vals_;
+  std::vector<bool> used_;
+};
+
+// ---------------------------------------------------------------- randomness
+
+// xorshift128+-like generator: cheap, deterministic per seed, no allocation.
+struct Rng {
+  uint64_t s0, s1;
+  explicit Rng(uint64_t seed) {
+    s0 = splitmix(seed);
+    s1 = splitmix(s0 ^ 0x9e3779b97f4a7c15ull);
+    if ((s0 | s1) == 0) s1 = 1;
+  }
+  static uint64_t splitmix(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  }
+  uint64_t next() {
+    uint64_t x = s0, y = s1;
+    s0 = y;
+    x ^= x << 23;
+    s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
+    return s1 + y;
+  }
+  // Uniform in [0, n) without division: multiply-high.
+  uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<__uint128_t>(next()) * n) >> 64); }
+  uint64_t range(uint64_t lo, uint64_t hi) { return lo + below(hi - lo + 1); }  // [lo, hi]
+  // Log-uniform in [lo, hi]: as many blocks at each power of two, so small
+  // sizes dominate by count, as in real programs.
+  uint64_t log_range(uint64_t lo, uint64_t hi) {
+    int a = 63 - __builtin_clzll(lo), b = 63 - __builtin_clzll(hi);
+    int k = a + static_cast<int>(below(static_cast<uint64_t>(b - a + 1)));
+    uint64_t base = 1ull << k;
+    uint64_t v = base + below(base);
+    return v < lo ? lo : (v > hi ? hi : v);
+  }
+};
+
+// ---------------------------------------------------------------- helpers
+
+// Keeps the compiler from removing an allocation it can see through.
+inline void escape(void* p) { asm volatile("" : : "g"(p) : "memory"); }
+
+// Writes one byte per page (and the first and last byte) so a block is
+// really backed by memory, as a program that uses it would have it.
+inline void touch(void* p, size_t n, size_t stride = 4096) {
+  volatile char* c = static_cast<char*>(p);
+  for (size_t i = 0; i < n; i += stride) c[i] = static_cast<char>(i);
+  if (n > 0) c[n - 1] = 1;
+}
+
+inline double now_sec() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// A fixed-duration run: workers poll `running()` between small batches of
+// work; the main thread sleeps, then clears the flag.
+class Timer {
+ public:
+  void start() {
+    stop_.store(false, std::memory_order_relaxed);
+    t0_ = now_sec();
+  }
+  bool running() const { return !stop_.load(std::memory_order_relaxed); }
+  void sleep_then_stop(double secs) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(secs));
+    stop_.store(true, std::memory_order_relaxed);
+  }
+  double elapsed() const { return now_sec() - t0_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  double t0_ = 0;
+};
+
+// A per-thread counter on its own cache lines, so counting is not itself
+// false sharing.
+struct alignas(128) Counter {
+  uint64_t ops = 0;
+  char pad[120];
+};
+
+// The one figure line the runner reads. `extra` is free text (key=value ...).
+inline void report(const char* name, double ops, double secs, const char* extra = "") {
+  printf("workload=%s %s%sops=%.0f secs=%.3f ops_per_sec=%.0f\n", name, extra, *extra ? " " : "", ops, secs,
+         secs > 0 ? ops / secs : 0.0);
+  fflush(stdout);
+}
+
+}  // namespace bench
+
+#endif
