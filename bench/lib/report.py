@@ -69,7 +69,8 @@ def load_runs(out):
         if row["status"] != "ok":
             fails.append((w, a, row["repeat"]))
             continue
-        runs.setdefault((w, a), []).append((float(row["ops_per_sec"]), float(row["peak_rss_kb"])))
+        runs.setdefault((w, a), []).append((float(row["ops_per_sec"]), float(row["peak_rss_kb"]),
+                                            float(row.get("cpu_s") or 0), float(row.get("wall_s") or 0)))
     return runs, fails, order
 
 
@@ -77,7 +78,7 @@ def summarise(runs, workloads, allocs):
     """Per workload: medians, spreads and ratios."""
     rows = []
     for w in workloads:
-        med, rss, spread = {}, {}, {}
+        med, rss, spread, cpu = {}, {}, {}, {}
         for a in allocs:
             rs = runs.get((w, a))
             if not rs:
@@ -85,6 +86,7 @@ def summarise(runs, workloads, allocs):
             ops = [r[0] for r in rs]
             med[a] = statistics.median(ops)
             rss[a] = statistics.median([r[1] for r in rs])
+            cpu[a] = statistics.median([r[2] for r in rs])
             spread[a] = (max(ops) - min(ops)) / med[a] if med[a] > 0 else float("nan")
         g = med.get("glibc")
         grss = rss.get("glibc")
@@ -95,7 +97,7 @@ def summarise(runs, workloads, allocs):
         lean = min(peers, key=lambda a: rss[a]) if peers else None
         vs_best = med["hakmem"] / med[best] if best and "hakmem" in med and med[best] > 0 else float("nan")
         rss_vs_lean = rss["hakmem"] / rss[lean] if lean and "hakmem" in rss and rss[lean] > 0 else float("nan")
-        rows.append(dict(workload=w, med=med, rss=rss, spread=spread, ratio=ratio, rss_ratio=rss_ratio,
+        rows.append(dict(workload=w, med=med, rss=rss, spread=spread, cpu=cpu, ratio=ratio, rss_ratio=rss_ratio,
                          best=best, vs_best=vs_best, lean=lean, rss_vs_lean=rss_vs_lean))
     return rows
 
@@ -165,9 +167,9 @@ def gnuplot_histogram(out, name, title, ylabel, headers, data_rows, logscale=Tru
     gp = os.path.join(out, f"{name}.gp")
     ncol = len(headers)
     with open(gp, "w") as f:
-        f.write(f"""# Rendered by bench/run: gnuplot {name}.gp
+        f.write(f"""# Rendered by bench/run, in this folder: gnuplot {name}.gp
 set terminal pngcairo size 1400,600 font ",10"
-set output "{os.path.join(out, name + '.png')}"
+set output "{name}.png"
 set title "{title}"
 set ylabel "{ylabel}"
 set style data histograms
@@ -179,7 +181,7 @@ set grid ytics
 set key outside right top
 {'set logscale y' if logscale else ''}
 set datafile missing "NaN"
-plot for [i=2:{ncol + 1}] "{dat}" using i:xtic(1) title columnheader(i)
+plot for [i=2:{ncol + 1}] "{name}.dat" using i:xtic(1) title columnheader(i)
 """)
 
 
@@ -202,13 +204,13 @@ def main():
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "allocator", "runs", "median_ops_per_sec", "spread", "ratio_to_glibc",
-                     "median_peak_rss_kb", "rss_ratio_to_glibc"])
+                     "median_peak_rss_kb", "rss_ratio_to_glibc", "median_cpu_s"])
         for r in rows:
             for a in allocs:
                 if a in r["med"]:
                     wr.writerow([r["workload"], a, len(runs[(r["workload"], a)]), f"{r['med'][a]:.0f}",
                                  f"{r['spread'][a]:.3f}", f"{r['ratio'][a]:.4f}", f"{r['rss'][a]:.0f}",
-                                 f"{r['rss_ratio'][a]:.4f}"])
+                                 f"{r['rss_ratio'][a]:.4f}", f"{r['cpu'][a]:.2f}"])
 
     # ------------------------------------------------------------ throughput
     if rows:
@@ -258,10 +260,12 @@ def main():
         md += [f"## {title}", "", md_table(headers, rrows), ""]
 
         # -------------------------------------------------------- spread
-        srows = [[r["workload"]] + [f"{100 * r['spread'][a]:.0f}%" if a in r["spread"] else "-" for a in allocs]
-                 for r in rows]
-        md += ["## Run-to-run spread of ops/sec ((max - min) / median)", "", md_table(["workload"] + allocs, srows),
-               ""]
+        srows = [[r["workload"]] + [f"{100 * r['spread'][a]:.0f}% / {r['cpu'][a]:.2f}s" if a in r["spread"] else "-"
+                                    for a in allocs] for r in rows]
+        md += ["## Run-to-run spread of ops/sec ((max - min) / median) and median CPU seconds per run", "",
+               "CPU seconds (user + system, all threads) show how much of the 2 cores a run really got on a"
+               " shared machine; a multi-threaded run that got much less than threads x duration was starved.", "",
+               md_table(["workload"] + allocs, srows), ""]
 
         # -------------------------------------------------------- losses
         if have_hak:
@@ -337,7 +341,7 @@ def main():
     # ------------------------------------------------------------ REPORT.md
     head = ["# hakmem benchmark report", ""]
     for k in ("date", "commit", "host", "compiler", "hakmem_lib", "command", "repeats", "duration", "threads",
-              "elapsed"):
+              "load_at_start", "load_at_end", "elapsed"):
         if k in meta:
             head.append(f"- {k}: `{meta[k]}`")
     pk = [f"{k[4:]} {v}" for k, v in meta.items() if k.startswith("pkg.")]
