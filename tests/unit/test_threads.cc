@@ -1,0 +1,496 @@
+// Threads: cross-thread frees through the central pool, and thread exit
+// handing cached blocks back (DESIGN.md §1, contract F).
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+#include "size_class/size_class.h"
+
+namespace {
+
+using hakmem::class_size;
+using hakmem::kNumClasses;
+constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+
+// A test that hangs fails (SIGALRM) instead of eating the suite's time.
+struct Watchdog {
+  explicit Watchdog(unsigned secs) { alarm(secs); }
+  ~Watchdog() { alarm(0); }
+};
+
+struct Block {
+  unsigned char* p;
+  size_t n;
+  uint64_t id;
+};
+
+void stamp(const Block& b) {
+  size_t k = std::min<size_t>(b.n, 8);
+  memcpy(b.p, &b.id, k);
+  if (b.n > 8) memset(b.p + 8, static_cast<int>(b.id >> 56), std::min<size_t>(b.n - 8, 256));
+  if (b.n >= 16) memcpy(b.p + b.n - 8, &b.id, 8);
+}
+bool intact(const Block& b) {
+  uint64_t v = 0, want = 0;
+  size_t k = std::min<size_t>(b.n, 8);
+  memcpy(&v, b.p, k);
+  memcpy(&want, &b.id, k);
+  if (v != want) return false;
+  size_t mid_end = 8 + std::min<size_t>(b.n > 8 ? b.n - 8 : 0, 256);
+  if (b.n >= 16) mid_end = std::min(mid_end, b.n - 8);
+  for (size_t i = 8; i < mid_end; ++i)
+    if (b.p[i] != static_cast<unsigned char>(b.id >> 56)) return false;
+  if (b.n >= 16) {
+    memcpy(&v, b.p + b.n - 8, 8);
+    if (v != b.id) return false;
+  }
+  return true;
+}
+
+struct Totals {
+  uint64_t allocs = 0, frees = 0;
+};
+Totals totals() {
+  hak_stats s;
+  hak_stats_get(&s);
+  Totals t;
+  for (const auto& c : s.classes) {
+    t.allocs += c.allocs;
+    t.frees += c.frees;
+  }
+  t.allocs += s.large_allocs + s.huge_allocs;
+  t.frees += s.large_frees + s.huge_frees;
+  return t;
+}
+
+// Threads with small stacks. glibc gives each new thread stack a malloc'd
+// DTV that stays with the stack in glibc's stack cache (40 MiB): with 1 MiB
+// stacks every stack of these tests stays cached, so after a warm-up run
+// thread creation allocates nothing and the counts below balance exactly.
+class SmallThread {
+ public:
+  explicit SmallThread(std::function<void()> f) : fn_(new std::function<void()>(std::move(f))) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1 << 20);
+    int rc = pthread_create(&tid_, &attr, &SmallThread::run, fn_);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) abort();
+  }
+  SmallThread(SmallThread&& o) noexcept : tid_(o.tid_), fn_(o.fn_), joined_(o.joined_) { o.joined_ = true; }
+  SmallThread(const SmallThread&) = delete;
+  ~SmallThread() {
+    if (!joined_) join();
+  }
+  void join() {
+    pthread_join(tid_, nullptr);
+    joined_ = true;
+  }
+
+ private:
+  static void* run(void* arg) {
+    auto* f = static_cast<std::function<void()>*>(arg);
+    (*f)();
+    delete f;
+    return nullptr;
+  }
+  pthread_t tid_{};
+  std::function<void()>* fn_;
+  bool joined_ = false;
+};
+
+// Fills glibc's stack cache with `n` small stacks.
+void warm_up_stacks(int n) {
+  std::vector<SmallThread> ts;
+  ts.reserve(n);
+  for (int i = 0; i < n; ++i) ts.emplace_back([] {});
+  for (auto& t : ts) t.join();
+}
+
+class BlockQueue {
+ public:
+  void push(std::vector<Block>&& batch) {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      for (auto& b : batch) q_.push_back(b);
+    }
+    batch.clear();
+    cv_.notify_one();
+  }
+  // False when closed and empty.
+  bool pop(std::vector<Block>* out, size_t max) {
+    std::unique_lock<std::mutex> g(m_);
+    cv_.wait(g, [&] { return !q_.empty() || closed_; });
+    if (q_.empty()) return false;
+    while (!q_.empty() && out->size() < max) {
+      out->push_back(q_.front());
+      q_.pop_front();
+    }
+    return true;
+  }
+  void close() {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      closed_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<Block> q_;
+  bool closed_ = false;
+};
+
+size_t size_in_class(std::mt19937_64& rng, int c) {
+  size_t hi = class_size(c), lo = c == 0 ? 0 : class_size(c - 1) + 1;
+  return lo + rng() % (hi - lo + 1);
+}
+
+TEST(Threads, CrossThreadFreesAllClasses) {
+  Watchdog dog(100);
+  constexpr int kProducers = 3, kConsumers = 3;
+  warm_up_stacks(kProducers + kConsumers);
+  Totals before = totals();
+  uint64_t bad = 0;
+  {
+    constexpr int kRounds = 60;  // per producer: kRounds x every class
+    BlockQueue q;
+    std::atomic<uint64_t> corrupted{0}, freed{0};
+    std::vector<SmallThread> consumers, producers;
+    for (int i = 0; i < kConsumers; ++i)
+      consumers.emplace_back([&] {
+        std::vector<Block> got;
+        while (q.pop(&got, 64)) {
+          for (const Block& b : got) {
+            if (!intact(b)) corrupted.fetch_add(1);
+            free(b.p);
+          }
+          freed.fetch_add(got.size());
+          got.clear();
+        }
+      });
+    for (int i = 0; i < kProducers; ++i)
+      producers.emplace_back([&, i] {
+        std::mt19937_64 rng(1000 + i);
+        std::vector<Block> batch;
+        uint64_t id = uint64_t{static_cast<unsigned>(i)} << 40;
+        for (int r = 0; r < kRounds; ++r) {
+          for (int c = 0; c < kNumClasses; ++c) {
+            int copies = class_size(c) <= 4096 ? 8 : 2;
+            for (int k = 0; k < copies; ++k) {
+              size_t n = size_in_class(rng, c);
+              auto* p = static_cast<unsigned char*>(malloc(n));
+              if (p == nullptr) continue;
+              Block b{p, n, (++id) | (rng() & 0xff00000000000000ull)};
+              stamp(b);
+              batch.push_back(b);
+            }
+          }
+          if (r % 10 == 0) {  // a few large and huge ones too
+            for (size_t n : {size_t{200 * KiB}, size_t{1 * MiB}, size_t{3 * MiB}}) {
+              auto* p = static_cast<unsigned char*>(malloc(n));
+              if (p == nullptr) continue;
+              Block b{p, n, ++id};
+              stamp(b);
+              batch.push_back(b);
+            }
+          }
+          std::shuffle(batch.begin(), batch.end(), rng);
+          q.push(std::move(batch));
+        }
+      });
+    for (auto& t : producers) t.join();
+    q.close();
+    for (auto& t : consumers) t.join();
+    bad = corrupted.load();
+    EXPECT_GT(freed.load(), 3u * 60 * 49 * 2);
+  }
+  EXPECT_EQ(bad, 0u) << "blocks damaged between the allocating and the freeing thread";
+  EXPECT_EQ(hak_check_heap(), 0);
+  Totals after = totals();
+  EXPECT_EQ(after.allocs - before.allocs, after.frees - before.frees)
+      << "allocation and free counts disagree after every thread exited";
+}
+
+TEST(Threads, PingPongReuse) {
+  // Two threads free each other's blocks and reuse what the other freed:
+  // blocks travel TLS -> central -> other TLS repeatedly.
+  Watchdog dog(60);
+  constexpr int kIters = 200;
+  std::mutex m;
+  std::vector<Block> to_a, to_b;
+  std::atomic<uint64_t> corrupted{0};
+  auto worker = [&](std::vector<Block>& inbox, std::vector<Block>& outbox, unsigned seed) {
+    std::mt19937_64 rng(seed);
+    uint64_t id = uint64_t{seed} << 48;
+    for (int it = 0; it < kIters; ++it) {
+      std::vector<Block> mine;
+      {
+        std::lock_guard<std::mutex> g(m);
+        mine.swap(inbox);
+      }
+      for (const Block& b : mine) {
+        if (!intact(b)) corrupted.fetch_add(1);
+        free(b.p);
+      }
+      std::vector<Block> fresh;
+      for (int k = 0; k < 200; ++k) {
+        int c = static_cast<int>(rng() % 30);  // up to 16 KiB
+        size_t n = size_in_class(rng, c);
+        auto* p = static_cast<unsigned char*>(malloc(n));
+        if (p == nullptr) continue;
+        Block b{p, n, ++id};
+        stamp(b);
+        fresh.push_back(b);
+      }
+      std::lock_guard<std::mutex> g(m);
+      for (auto& b : fresh) outbox.push_back(b);
+    }
+  };
+  std::thread a(worker, std::ref(to_a), std::ref(to_b), 1u);
+  std::thread b(worker, std::ref(to_b), std::ref(to_a), 2u);
+  a.join();
+  b.join();
+  for (auto* box : {&to_a, &to_b})
+    for (const Block& blk : *box) {
+      EXPECT_TRUE(intact(blk));
+      free(blk.p);
+    }
+  EXPECT_EQ(corrupted.load(), 0u);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// Each thread allocates and frees a few MiB of small and mid blocks, leaves
+// its cache full, and exits.
+void churn_and_exit(unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<void*> v;
+  size_t bytes = 0;
+  while (bytes < 3 * MiB) {
+    int c = static_cast<int>(rng() % 40);  // up to 32 KiB
+    size_t n = class_size(c);
+    void* p = malloc(n);
+    if (p == nullptr) break;
+    memset(p, 1, n);
+    v.push_back(p);
+    bytes += n;
+  }
+  std::shuffle(v.begin(), v.end(), rng);
+  for (void* p : v) free(p);
+  // And a second wave that mostly hits the thread cache.
+  for (int i = 0; i < 2000; ++i) {
+    void* p = malloc(class_size(static_cast<int>(rng() % 40)));
+    free(p);
+  }
+}
+
+TEST(Threads, ThreadExitHandsCacheBack) {
+  Watchdog dog(100);
+  constexpr int kCycles = 20, kThreads = 4;
+  std::vector<uint64_t> mapped, segments;
+  mapped.reserve(kCycles);
+  segments.reserve(kCycles);
+  warm_up_stacks(kThreads);
+  hak_trim();
+  hak_stats base;
+  hak_stats_get(&base);
+  Totals before = totals();
+  for (int cycle = 0; cycle < kCycles; ++cycle) {
+    std::vector<SmallThread> ts;
+    ts.reserve(kThreads);
+    for (int t = 0; t < kThreads; ++t) ts.emplace_back([cycle, t] { churn_and_exit(cycle * 100 + t); });
+    for (auto& t : ts) t.join();
+    hak_stats s;
+    hak_stats_get(&s);
+    mapped.push_back(s.bytes_mapped);
+    segments.push_back(s.segments);
+  }
+  Totals after = totals();
+  // Exited threads' counters are merged exactly.
+  EXPECT_EQ(after.allocs - before.allocs, after.frees - before.frees);
+  // Memory does not grow with the number of threads that came and went:
+  // 80 threads x (cache of ~40 classes) would strand tens of MiB.
+  uint64_t early = *std::max_element(mapped.begin(), mapped.begin() + 3);
+  uint64_t late = *std::max_element(mapped.begin() + kCycles - 5, mapped.end());
+  EXPECT_LE(late, early + 16 * MiB) << "bytes_mapped grew from " << early / MiB << " MiB to " << late / MiB
+                                    << " MiB over " << kCycles << " cycles of " << kThreads << " threads";
+  uint64_t early_seg = *std::max_element(segments.begin(), segments.begin() + 3);
+  uint64_t late_seg = *std::max_element(segments.begin() + kCycles - 5, segments.end());
+  EXPECT_LE(late_seg, early_seg + 4);
+  // The blocks the threads cached are reusable: after a trim little remains.
+  hak_trim();
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_LE(s.bytes_mapped, base.bytes_mapped + 8 * MiB) << "memory of exited threads was not handed back";
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// glibc frees some per-thread buffers (strerror's text for an unknown errno,
+// dlerror's message) in __libc_thread_freeres, after every pthread key
+// destructor, hakmem's exit hook included; other libraries' key destructors
+// may free after the hook too.
+pthread_key_t g_late_key;
+std::once_flag g_late_key_once;
+void late_destructor(void* p) {
+  free(p);                         // a free after hakmem's hook (key created later: runs later)
+  void* q = malloc(48);            // and an allocation
+  free(q);
+}
+
+void thread_with_late_frees() {
+  std::call_once(g_late_key_once, [] { pthread_key_create(&g_late_key, late_destructor); });
+  void* keep = malloc(100);
+  memset(keep, 3, 100);
+  pthread_setspecific(g_late_key, keep);
+  const char* s = strerror(123456);  // glibc keeps an allocated "Unknown error 123456"
+  EXPECT_NE(strstr(s, "123456"), nullptr);
+  for (int i = 0; i < 100; ++i) free(malloc(64 + i));
+}
+
+TEST(Threads, FreesAfterTheExitHook) {
+  Watchdog dog(60);
+  warm_up_stacks(1);
+  Totals before = totals();
+  for (int round = 0; round < 50; ++round) {
+    SmallThread t(thread_with_late_frees);
+    t.join();
+    // Stats walk the live threads: an exited thread's cache must not be among them.
+    hak_stats s;
+    hak_stats_get(&s);
+    ASSERT_EQ(hak_check_heap(), 0) << "round " << round;
+  }
+  // New threads on recycled stacks work and their stats add up.
+  for (int round = 0; round < 10; ++round) {
+    SmallThread t([] {
+      for (int i = 0; i < 1000; ++i) free(malloc(32 + i % 200));
+    });
+    t.join();
+  }
+  Totals after = totals();
+  EXPECT_EQ(after.allocs - before.allocs, after.frees - before.frees)
+      << "blocks freed after the exit hook are lost to the statistics";
+}
+
+// Checks that hak_stats_get never counts a thread twice while threads exit.
+// Threads finish their work first and only then exit; snapshots taken while
+// no thread is working (only exits in flight) must never show more
+// allocations than were made.
+void stats_while_threads_exit() {
+  Watchdog dog(60);
+  const int cls = hakmem::size_to_class(2900);  // a class nothing else here uses
+  const size_t n = class_size(cls);
+  constexpr int kThreads = 400, kPerThread = 50;
+  hak_stats base;
+  hak_stats_get(&base);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> over{0}, worst{0}, samples{0};
+  std::atomic<int> started{0}, working{0};
+  std::thread watcher([&] {
+    hak_stats s;
+    while (!stop.load()) {
+      int st0 = started.load(), w0 = working.load();
+      hak_stats_get(&s);
+      int st1 = started.load(), w1 = working.load();
+      if (st0 != st1 || w0 != 0 || w1 != 0) continue;  // a thread was mid-work: its live counters may be torn
+      samples.fetch_add(1);
+      uint64_t seen = s.classes[cls].allocs - base.classes[cls].allocs;
+      uint64_t made = uint64_t(st1) * kPerThread;
+      if (seen > made) {
+        over.fetch_add(1);
+        uint64_t w = worst.load();
+        while (seen - made > w && !worst.compare_exchange_weak(w, seen - made)) {
+        }
+      }
+    }
+  });
+  for (int i = 0; i < kThreads; i += 4) {
+    std::thread ts[4];
+    for (auto& t : ts) {
+      started.fetch_add(1);
+      working.fetch_add(1);
+      t = std::thread([n, &working] {
+        void* v[kPerThread];
+        for (auto& p : v) p = malloc(n);
+        for (auto& p : v) free(p);
+        working.fetch_sub(1);  // from here on only the thread's exit is in flight
+      });
+    }
+    for (auto& t : ts) t.join();
+  }
+  stop.store(true);
+  watcher.join();
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_EQ(s.classes[cls].allocs - base.classes[cls].allocs, uint64_t{kThreads} * kPerThread);
+  EXPECT_EQ(s.classes[cls].frees - base.classes[cls].frees, uint64_t{kThreads} * kPerThread);
+  EXPECT_GT(samples.load(), 0u);
+  EXPECT_EQ(over.load(), 0u) << "hak_stats_get counted an exiting thread twice: " << over.load() << " of "
+                             << samples.load() << " snapshots too high, worst by " << worst.load()
+                             << " allocations (" << kPerThread << " per thread)";
+}
+
+// BUG (core/refill/refill.cc thread_exit): the exit hook merges the thread's
+// counters into the global totals (stats_merge) and only then takes the
+// thread off the registry (registry_remove), while hak_stats_get walks the
+// registry under the registry lock and reads the totals after releasing it.
+// A snapshot that falls between the two steps counts the exiting thread
+// twice (its allocs, frees, refills... and so bytes_in_use), e.g. 50 extra
+// allocations for a thread that made 50. Disabled until merge and removal
+// happen under one lock that hak_stats_get also holds while reading totals.
+TEST(Threads, DISABLED_StatsNeverCountAnExitingThreadTwice) { stats_while_threads_exit(); }
+
+TEST(Threads, ManyThreadsLocalChurn) {
+  Watchdog dog(60);
+  constexpr int kThreads = 8;
+  std::atomic<uint64_t> corrupted{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(77 + t);
+      std::vector<Block> live;
+      uint64_t id = uint64_t{static_cast<unsigned>(t)} << 48;
+      for (int i = 0; i < 60000; ++i) {
+        if (live.size() < 500 && (live.empty() || rng() % 2)) {
+          size_t n = rng() % 4 == 0 ? rng() % 70000 : rng() % 600;
+          auto* p = static_cast<unsigned char*>(malloc(n));
+          if (p == nullptr) continue;
+          Block b{p, n, ++id};
+          stamp(b);
+          live.push_back(b);
+        } else {
+          size_t k = rng() % live.size();
+          if (!intact(live[k])) corrupted.fetch_add(1);
+          free(live[k].p);
+          live[k] = live.back();
+          live.pop_back();
+        }
+      }
+      for (const Block& b : live) {
+        if (!intact(b)) corrupted.fetch_add(1);
+        free(b.p);
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(corrupted.load(), 0u);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+}  // namespace
