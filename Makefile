@@ -17,7 +17,8 @@ FUZZ_SECONDS ?= 60
 all: release
 
 release:
-	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release >/dev/null
+	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHAKMEM_OVERRIDE=ON -DHAKMEM_TESTS=ON \
+	  -DHAKMEM_BENCH=ON -DHAKMEM_CONTRACTS=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/release -j $(JOBS)
 
 test: clang contracts asan tsan valgrind fuzz-smoke

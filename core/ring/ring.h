@@ -19,6 +19,9 @@ namespace hakmem {
 template <typename T, uint32_t kCapacity>
 class BoundedRing {
   static_assert((kCapacity & (kCapacity - 1)) == 0, "capacity is a power of two");
+  // With one cell, "free for lap n+1" and "full with lap n" carry the same
+  // sequence number: the turn-taking needs at least two cells.
+  static_assert(kCapacity >= 2, "capacity is at least 2");
 
  public:
   // constexpr: a ring with static storage is constant-initialised, so no

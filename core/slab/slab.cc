@@ -255,6 +255,11 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       }
       s->carved += take;
       n += take;
+      Segment* seg = slab_segment(s);
+      int first = slab_first_unit(s);
+      uint32_t end = (static_cast<uint32_t>(first) << kUnitShift) + s->carved * ci.size;
+      for (int u = first; u < first + static_cast<int>(s->units); ++u)
+        __atomic_store_n(&seg->units[u].carved_end, end, __ATOMIC_RELAXED);
     }
     if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
     s->used = s->carved - s->free_count;

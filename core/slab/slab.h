@@ -75,9 +75,17 @@ struct Slab {
 
 struct UnitEntry {
   uint32_t run_offset;  // bytes from the segment start to the first unit of this unit's run
+  // Slabs: bytes from the segment start to the end of the last block ever
+  // carved. free() accepts only blocks below it, so a pointer to a block
+  // never handed out (or into the slab's slack) is rejected. Grows while the
+  // slab lives; written under the class lock, read by free() without one
+  // (relaxed atomics: a freed block was carved before it was handed out).
+  uint32_t carved_end;
   uint8_t tag;
-  uint8_t reserved[3];
+  uint8_t reserved[7];
 };
+static_assert(sizeof(UnitEntry) == 16, "an entry is indexed with one shift");
+HAK_INLINE uint32_t entry_carved_end(const UnitEntry& e) { return __atomic_load_n(&e.carved_end, __ATOMIC_RELAXED); }
 HAK_INLINE int entry_first_unit(const UnitEntry& e) { return static_cast<int>(e.run_offset >> kUnitShift); }
 
 struct Segment {
