@@ -222,6 +222,8 @@ void add_thread_counters(const ThreadCache* tc, void* arg) {
   }
 }
 
+void add_totals(void* arg) { stats_add_totals(static_cast<hak_stats*>(arg)); }
+
 __attribute__((destructor)) void report_at_exit() {
   if (g_config.stats_at_exit) {
     hak_stats s;
@@ -347,8 +349,7 @@ extern "C" int hak_owns(const void* p) {
 
 extern "C" void hak_stats_get(hak_stats* out) {
   *out = hak_stats{};
-  thread_registry_each(add_thread_counters, out);
-  stats_add_totals(out);
+  thread_registry_each(add_thread_counters, add_totals, out);
   BackendStats b;
   backend_stats(&b);
   uint64_t in_use = 0;

@@ -22,8 +22,7 @@ void registry_add(ThreadCache* tc) {
   g_registry = tc;
 }
 
-void registry_remove(ThreadCache* tc) {
-  LockGuard guard(g_registry_lock);
+void registry_remove_locked(ThreadCache* tc) {
   if (tc->prev) tc->prev->next = tc->next; else g_registry = tc->next;
   if (tc->next) tc->next->prev = tc->prev;
   tc->next = tc->prev = nullptr;
@@ -40,8 +39,11 @@ void merge_counts(const ThreadCache& tc) {
 void thread_exit(void*) {
   ThreadCache& tc = t_cache;
   refill_flush_all();
-  merge_counts(tc);
-  registry_remove(&tc);
+  {
+    LockGuard guard(g_registry_lock);  // merge and leave as one step (see thread_registry_each)
+    merge_counts(tc);
+    registry_remove_locked(&tc);
+  }
   tc = ThreadCache{};
   tc.exited = true;  // later calls go straight to the central pool (see below)
 }
@@ -171,9 +173,10 @@ void refill_flush_all() {
   }
 }
 
-void thread_registry_each(void (*fn)(const ThreadCache*, void*), void* arg) {
+void thread_registry_each(void (*fn)(const ThreadCache*, void*), void (*then)(void*), void* arg) {
   LockGuard guard(g_registry_lock);
   for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next) fn(tc, arg);
+  then(arg);
 }
 
 void thread_registry_fork_prepare() { g_registry_lock.lock(); }

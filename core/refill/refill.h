@@ -19,10 +19,12 @@ void refill_flush(int cls);
 // Sends every block in this thread's cache to the central pool.
 void refill_flush_all();
 
-// Calls fn(cache, arg) for every live thread's cache while holding the
-// registry lock (stats).
+// Calls fn(cache, arg) for every live thread's cache, then then(arg), all
+// under the registry lock. An exiting thread merges its counters into the
+// totals and leaves the registry under the same lock, so a snapshot that
+// reads the totals in `then` counts every thread exactly once.
 struct ThreadCache;
-void thread_registry_each(void (*fn)(const ThreadCache*, void*), void* arg);
+void thread_registry_each(void (*fn)(const ThreadCache*, void*), void (*then)(void*), void* arg);
 void thread_registry_fork_prepare();
 void thread_registry_fork_parent();
 void thread_registry_fork_child();
