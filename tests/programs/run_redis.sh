@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # usage: run_redis.sh LIBHAKMEM [REQUESTS]
-# Starts redis-server on 127.0.0.1 (a free port) under glibc and then with
-# hakmem preloaded, drives it with redis-benchmark (8 parallel clients, the
+# Starts redis-server on 127.0.0.1 (a free port) on its usual allocator (the
+# "glibc" run: Debian's redis-server is linked to libjemalloc, whose malloc it
+# calls) and then with hakmem preloaded (hakmem's malloc then wins), drives it with redis-benchmark (8 parallel clients, the
 # client itself on glibc), and checks: every benchmark test reports, the server
 # saw no error replies, still answers PING, holds a sane number of keys, frees
 # a flushed database on its lazy-free thread, and exits 0 on SHUTDOWN NOSAVE.
@@ -43,7 +44,8 @@ start_server() {
     PORT=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     port_in_use "$PORT" && continue
     : >"$TMP/$mode.log"
-    timeout -k 5 300 env "$(allocator_env "$mode")" redis-server \
+    local stats=(); [ "$mode" = hakmem ] && stats=(HAKMEM_STATS=1)
+    timeout -k 5 300 env "$(allocator_env "$mode")" "${stats[@]}" redis-server \
       --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
       --dir "$TMP" --logfile "$TMP/$mode.log" --lazyfree-lazy-user-flush yes \
       >"$TMP/$mode.stdout" 2>&1 &
@@ -139,6 +141,10 @@ session() {  # session MODE: writes MODE.out (compared) and checks as it goes
 
 session glibc
 session hakmem
+# The server's report at exit shows that its allocations went to hakmem.
+check_reports "$TMP/hakmem.stdout" 1
+allocs=$(awk '/^small\/mid: / {print $2}' "$TMP/hakmem.stdout" | head -n 1)
+[ "${allocs:-0}" -ge 100000 ] || fail "redis-server made only ${allocs:-0} small allocations on hakmem"
 same_file "$TMP/glibc.out" "$TMP/hakmem.out" "redis session"
 echo "redis session (identical under both):"; cat "$TMP/hakmem.out"
 echo PASS
