@@ -7,6 +7,9 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <random>
 #include <vector>
 
@@ -264,6 +267,40 @@ TEST(Slab, CheckHeapSeesDamagedHeaders) {
   EXPECT_GT(wrong_count, 0);
   EXPECT_EQ(hak_check_heap(), 0);
   free(p);
+}
+
+// BUG (core/large/large.cc large_alloc, core/slab/slab.cc slab_take_blocks):
+// backend_alloc_run() tags the units of a new run and drops the backend lock
+// before the caller fills the run in (large_size of a large span, capacity of
+// a new slab). hak_check_heap(), which holds the backend lock, can look in
+// that window and report "large span size out of range" or "slab geometry
+// wrong for its class" for a heap that is fine. Disabled until a run is
+// complete before it becomes visible.
+TEST(Slab, DISABLED_CheckHeapWhileOtherThreadsAllocate) {
+  std::atomic<bool> stop{false};
+  std::thread large([&] {
+    while (!stop.load()) free(opaque(malloc(200 * KiB)));
+  });
+  std::thread slabs([&] {
+    unsigned i = 0;
+    while (!stop.load()) {
+      void* v[64];
+      for (auto& p : v) p = malloc(48 * KiB + (i++ % 7) * KiB);
+      for (auto& p : v) free(p);
+      hak_trim();  // slabs go back, so new ones keep being made
+    }
+  });
+  int faults = 0, checks = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (faults == 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    faults += hak_check_heap();
+    ++checks;
+  }
+  stop.store(true);
+  large.join();
+  slabs.join();
+  EXPECT_EQ(faults, 0) << "hak_check_heap() found a fault after " << checks << " checks";
+  EXPECT_EQ(hak_check_heap(), 0);
 }
 
 }  // namespace
