@@ -69,7 +69,7 @@ for mode in glibc hakmem; do
   export -f session generate
   export NFILES
   stats=(); [ "$mode" = hakmem ] && stats=(env HAKMEM_STATS=1)
-  run_mode "$mode" 150 "$TMP/$mode.out" "$TMP/$mode.err" "${stats[@]}" bash -euo pipefail -c 'session "$1"' _ "$TMP/$mode/repo"
+  run_mode "$mode" 200 "$TMP/$mode.out" "$TMP/$mode.err" "${stats[@]}" bash -euo pipefail -c 'session "$1"' _ "$TMP/$mode/repo"
   [ "$RC" -eq 0 ] || { tail -n 30 "$TMP/$mode.err" >&2; fail "$mode: git session failed (rc=$RC)"; }
 done
 same_file "$TMP/glibc.out" "$TMP/hakmem.out" "git session output (commit ids, trees, fsck)"
