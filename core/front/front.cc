@@ -183,9 +183,10 @@ int slab_class_of(const void* p) {
   if (!tag_is_slab(info.tag)) return -1;
   int cls = tag_class(info.tag);
   uint32_t in_segment = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & kSegmentMask);
-  size_t off = in_segment - info.run_offset;
-  if (off % class_size(cls) != 0 || in_segment >= entry_carved_end(info)) return -1;
-  return cls;
+  uint64_t off = in_segment - info.run_offset;
+  uint64_t divisor_c = class_divisor(static_cast<int>(cls));  // as in hak_free: no division
+  if (off * divisor_c >= divisor_c || in_segment >= entry_carved_end(info)) return -1;
+  return static_cast<int>(cls);
 }
 
 // Allocation with an alignment (a power of two) and optional zeroing.
@@ -366,6 +367,8 @@ extern "C" void hak_stats_get(hak_stats* out) {
   out->bytes_returned = b.bytes_returned;
   out->rss_bytes = os_rss_bytes();
   out->peak_rss_bytes = os_peak_rss_bytes();
+  // The kernel samples the peak; never report it below the current figure.
+  if (out->peak_rss_bytes < out->rss_bytes) out->peak_rss_bytes = out->rss_bytes;
 }
 
 extern "C" void hak_stats_print(FILE* out) {
