@@ -74,10 +74,10 @@ uint64_t central_pooled_blocks(int cls) {
   return c.pooled_blocks;
 }
 
-void central_fork_prepare() {
+void central_lock_all() {
   for (auto& c : g_central) c.lock.lock();
 }
-void central_fork_parent() {
+void central_unlock_all() {
   for (auto& c : g_central) c.lock.unlock();
 }
 void central_fork_child() {

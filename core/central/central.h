@@ -19,8 +19,10 @@ void central_drain(int cls);
 // Blocks pooled for a class (stats).
 uint64_t central_pooled_blocks(int cls);
 
-void central_fork_prepare();
-void central_fork_parent();
+// Every class lock, in class order (fork, heap checks: slab counts change
+// only under these).
+void central_lock_all();
+void central_unlock_all();
 void central_fork_child();
 
 }  // namespace hakmem

@@ -83,14 +83,14 @@ std::atomic<int> g_init_state{0};  // 0: not started, 1: running, 2: done
 
 void fork_prepare() {
   thread_registry_fork_prepare();
-  central_fork_prepare();
+  central_lock_all();
   backend_fork_prepare();
   large_fork_prepare();
 }
 void fork_parent() {
   large_fork_parent();
   backend_fork_parent();
-  central_fork_parent();
+  central_unlock_all();
   thread_registry_fork_parent();
 }
 void fork_child() {
@@ -386,7 +386,12 @@ extern "C" void hak_trim(void) {
   backend_purge(true);
 }
 
-extern "C" int hak_check_heap(void) { return backend_check_integrity(); }
+extern "C" int hak_check_heap(void) {
+  central_lock_all();  // slab counts move only under the class locks
+  int faults = backend_check_integrity();
+  central_unlock_all();
+  return faults;
+}
 
 // ---------------------------------------------------------------- drop-in symbols
 

@@ -155,7 +155,6 @@ void* large_alloc(size_t size, size_t align, bool* zeroed) {
     uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
     Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0);
     if (run == nullptr) return nullptr;
-    run->large_size = static_cast<size_t>(units) << kUnitShift;
     g_counters.large_allocs.add(1);
     g_counters.large_live_bytes.add(run->large_size);
     *zeroed = false;  // units may have held an earlier run

@@ -175,6 +175,9 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   run->units = static_cast<uint16_t>(units);
   run->kind = kind;
   run->cls = static_cast<uint8_t>(cls);
+  // Complete before the lock drops: a heap check, or a fork, may look at it next.
+  if (kind == RunKind::kSlab) run->capacity = class_info(cls).blocks_per_slab;
+  else run->large_size = static_cast<size_t>(units) << kUnitShift;
   if (seg->used_mask == kAllUnits) {
     list_remove(seg);
     list_push_back(seg);
@@ -232,7 +235,6 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
     if (s == nullptr) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
-      s->capacity = ci.blocks_per_slab;
       annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
       ++g_slab_count[cls];
       partial_push(cls, s);

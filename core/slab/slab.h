@@ -118,7 +118,8 @@ HAK_INLINE Segment* segment_lookup(const void* p) {
 
 // ---- Runs of units (backend; takes the backend lock itself) ----
 // A run of `units` units starting at a multiple of `align_units`, tagged for
-// `kind` (and `cls` for slabs). Returns its descriptor, or nullptr when out of memory.
+// `kind` (and `cls` for slabs), its descriptor complete (slab capacity, span
+// size) before any other thread can see it. nullptr when out of memory.
 Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls);
 // Gives a run back to its segment; its pages go to the OS after the decay.
 void backend_free_run(Slab* run);

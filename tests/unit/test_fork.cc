@@ -244,17 +244,9 @@ TEST(Fork, NestedForks) {
   EXPECT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << describe(status);
 }
 
-// BUG (core/large/large.cc large_alloc, core/slab/slab.cc slab_take_blocks):
-// backend_alloc_run() tags a run's units and releases the backend lock before
-// its caller fills in the run (large_size for a large span, capacity for a
-// slab). A fork() in that window (the backend lock is free, and large_alloc
-// holds no other lock) gives the child a large span with large_size 0 that
-// nobody will ever finish, and hak_check_heap() in the child reports "large
-// span size out of range" for the rest of its life. The same window makes a
-// hak_check_heap() that runs concurrently with an allocation report a fault
-// (see Slab.DISABLED_CheckHeapWhileOtherThreadsAllocate). Disabled until a run
-// is fully described before the backend lock is dropped.
-TEST(Fork, DISABLED_ChildHeapIsConsistent) {
+// A run is fully described (slab capacity, span size) before the backend
+// lock drops, and heap checks hold the class locks too. (Found by this test.)
+TEST(Fork, ChildHeapIsConsistent) {
   Watchdog dog(110);
   Churners churn(4);
   while (churn.ops() < 10000) usleep(100);

@@ -269,14 +269,9 @@ TEST(Slab, CheckHeapSeesDamagedHeaders) {
   free(p);
 }
 
-// BUG (core/large/large.cc large_alloc, core/slab/slab.cc slab_take_blocks):
-// backend_alloc_run() tags the units of a new run and drops the backend lock
-// before the caller fills the run in (large_size of a large span, capacity of
-// a new slab). hak_check_heap(), which holds the backend lock, can look in
-// that window and report "large span size out of range" or "slab geometry
-// wrong for its class" for a heap that is fine. Disabled until a run is
-// complete before it becomes visible.
-TEST(Slab, DISABLED_CheckHeapWhileOtherThreadsAllocate) {
+// A run is fully described (slab capacity, span size) before the backend
+// lock drops, and heap checks hold the class locks too. (Found by this test.)
+TEST(Slab, CheckHeapWhileOtherThreadsAllocate) {
   std::atomic<bool> stop{false};
   std::thread large([&] {
     while (!stop.load()) free(opaque(malloc(200 * KiB)));
