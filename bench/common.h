@@ -156,6 +156,13 @@ inline double now_sec() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// CPU time of the whole process (all threads, user + system).
+inline double cpu_sec() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 // A fixed-duration run: workers poll `running()` between small batches of
 // work; the main thread sleeps, then clears the flag.
 class Timer {
@@ -163,6 +170,7 @@ class Timer {
   void start() {
     stop_.store(false, std::memory_order_relaxed);
     t0_ = now_sec();
+    cpu0_ = cpu_sec();
   }
   bool running() const { return !stop_.load(std::memory_order_relaxed); }
   void sleep_then_stop(double secs) {
@@ -170,10 +178,11 @@ class Timer {
     stop_.store(true, std::memory_order_relaxed);
   }
   double elapsed() const { return now_sec() - t0_; }
+  double cpu_elapsed() const { return cpu_sec() - cpu0_; }
 
  private:
   std::atomic<bool> stop_{false};
-  double t0_ = 0;
+  double t0_ = 0, cpu0_ = 0;
 };
 
 // A per-thread counter on its own cache lines, so counting is not itself
@@ -183,10 +192,13 @@ struct alignas(128) Counter {
   char pad[120];
 };
 
-// The one figure line the runner reads. `extra` is free text (key=value ...).
-inline void report(const char* name, double ops, double secs, const char* extra = "") {
-  printf("workload=%s %s%sops=%.0f secs=%.3f ops_per_sec=%.0f\n", name, extra, *extra ? " " : "", ops, secs,
-         secs > 0 ? ops / secs : 0.0);
+// The one figure line the runner reads: ops_per_sec (work per second of
+// wall time, the figure allocators are compared by) and ops_per_cpu_sec
+// (work per CPU second of the process, steadier on a shared machine, blind
+// to time spent waiting). `extra` is free text (key=value ...).
+inline void report(const char* name, double ops, double secs, double cpu_secs, const char* extra = "") {
+  printf("workload=%s %s%sops=%.0f secs=%.3f cpu_secs=%.3f ops_per_cpu_sec=%.0f ops_per_sec=%.0f\n", name, extra,
+         *extra ? " " : "", ops, secs, cpu_secs, cpu_secs > 0 ? ops / cpu_secs : 0.0, secs > 0 ? ops / secs : 0.0);
   fflush(stdout);
 }
 

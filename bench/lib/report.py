@@ -40,6 +40,7 @@ def mib(kb):
     return "-" if kb is None else f"{kb / 1024:.1f}"
 
 
+
 def fmt_ratio(r):
     return "-" if r is None or math.isnan(r) else f"{r:.2f}"
 
@@ -56,12 +57,11 @@ def read_meta(out):
 
 
 def load_runs(out):
-    runs = {}
-    fails = []
+    """{(workload, allocator): [run dicts]}, failed runs, workloads in order."""
+    runs, fails, order = {}, [], []
     path = os.path.join(out, "raw.csv")
     if not os.path.exists(path):
-        return runs, fails, []
-    order = []
+        return runs, fails, order
     for row in csv.DictReader(open(path)):
         w, a = row["workload"], row["allocator"]
         if w not in order:
@@ -69,37 +69,54 @@ def load_runs(out):
         if row["status"] != "ok":
             fails.append((w, a, row["repeat"]))
             continue
-        runs.setdefault((w, a), []).append((float(row["ops_per_sec"]), float(row["peak_rss_kb"]),
-                                            float(row.get("cpu_s") or 0), float(row.get("wall_s") or 0)))
+        runs.setdefault((w, a), []).append({k: float(row.get(k) or 0) for k in
+                                            ("ops_per_sec", "ops_per_cpu_sec", "peak_rss_kb", "cpu_s")})
     return runs, fails, order
 
 
-def summarise(runs, workloads, allocs):
-    """Per workload: medians, spreads and ratios."""
+def summarise(runs, workloads, allocs, key, higher_better=True):
+    """Per workload, for one figure: medians, spreads, ratios to glibc, and
+    hakmem against the best peer."""
     rows = []
     for w in workloads:
-        med, rss, spread, cpu = {}, {}, {}, {}
+        med, spread = {}, {}
         for a in allocs:
-            rs = runs.get((w, a))
-            if not rs:
+            vals = [r[key] for r in runs.get((w, a), [])]
+            if not vals:
                 continue
-            ops = [r[0] for r in rs]
-            med[a] = statistics.median(ops)
-            rss[a] = statistics.median([r[1] for r in rs])
-            cpu[a] = statistics.median([r[2] for r in rs])
-            spread[a] = (max(ops) - min(ops)) / med[a] if med[a] > 0 else float("nan")
+            med[a] = statistics.median(vals)
+            spread[a] = (max(vals) - min(vals)) / med[a] if med[a] > 0 else float("nan")
         g = med.get("glibc")
-        grss = rss.get("glibc")
         ratio = {a: (med[a] / g if g else float("nan")) for a in med}
-        rss_ratio = {a: (rss[a] / grss if grss else float("nan")) for a in rss}
-        peers = [a for a in med if a != "hakmem"]
-        best = max(peers, key=lambda a: med[a]) if peers else None
-        lean = min(peers, key=lambda a: rss[a]) if peers else None
-        vs_best = med["hakmem"] / med[best] if best and "hakmem" in med and med[best] > 0 else float("nan")
-        rss_vs_lean = rss["hakmem"] / rss[lean] if lean and "hakmem" in rss and rss[lean] > 0 else float("nan")
-        rows.append(dict(workload=w, med=med, rss=rss, spread=spread, cpu=cpu, ratio=ratio, rss_ratio=rss_ratio,
-                         best=best, vs_best=vs_best, lean=lean, rss_vs_lean=rss_vs_lean))
+        peers = [a for a in med if a != "hakmem" and med[a] > 0]
+        pick = max if higher_better else min
+        best = pick(peers, key=lambda a: med[a]) if peers else None
+        vs_best = med["hakmem"] / med[best] if best and "hakmem" in med else float("nan")
+        rows.append(dict(workload=w, med=med, spread=spread, ratio=ratio, best=best, vs_best=vs_best))
     return rows
+
+
+def metric_table(rows, allocs, fmt, best_label):
+    """Rows of a medians table: 'value (ratio to glibc)' per allocator, then
+    hakmem against the best peer, then geometric means."""
+    have_glibc, have_hak = "glibc" in allocs, "hakmem" in allocs
+    headers = ["workload"] + allocs + ([f"hakmem/{best_label}", f"{best_label} peer"] if have_hak else [])
+    out = []
+    for r in rows:
+        line = [r["workload"]]
+        for a in allocs:
+            if a in r["med"]:
+                line.append(f"{fmt(r['med'][a])} ({fmt_ratio(r['ratio'][a])})" if have_glibc else fmt(r["med"][a]))
+            else:
+                line.append("FAIL")
+        if have_hak:
+            line += [fmt_ratio(r["vs_best"]), r["best"] or "-"]
+        out.append(line)
+    geo = ["geomean vs glibc"] + [fmt_ratio(geomean([r["ratio"].get(a) for r in rows])) for a in allocs]
+    if have_hak:
+        geo += [fmt_ratio(geomean([r["vs_best"] for r in rows])), ""]
+    out.append(geo)
+    return headers, out
 
 
 def load_hotpath(out):
@@ -194,7 +211,10 @@ def main():
     allocs = [a for a in args.allocators.split(",") if a]
     meta = read_meta(out)
     runs, fails, workloads = load_runs(out)
-    rows = summarise(runs, workloads, allocs)
+    thr = summarise(runs, workloads, allocs, "ops_per_sec")
+    thr_cpu = summarise(runs, workloads, allocs, "ops_per_cpu_sec")
+    rss = summarise(runs, workloads, allocs, "peak_rss_kb", higher_better=False)
+    cpu = summarise(runs, workloads, allocs, "cpu_s")
     have_glibc = "glibc" in allocs
     have_hak = "hakmem" in allocs
     report = []
@@ -204,89 +224,66 @@ def main():
     with open(os.path.join(out, "summary.csv"), "w", newline="") as f:
         wr = csv.writer(f)
         wr.writerow(["workload", "allocator", "runs", "median_ops_per_sec", "spread", "ratio_to_glibc",
-                     "median_peak_rss_kb", "rss_ratio_to_glibc", "median_cpu_s"])
-        for r in rows:
+                     "median_ops_per_cpu_sec", "cpu_ratio_to_glibc", "median_peak_rss_kb", "rss_ratio_to_glibc",
+                     "median_cpu_s"])
+        for t, c, m, u in zip(thr, thr_cpu, rss, cpu):
             for a in allocs:
-                if a in r["med"]:
-                    wr.writerow([r["workload"], a, len(runs[(r["workload"], a)]), f"{r['med'][a]:.0f}",
-                                 f"{r['spread'][a]:.3f}", f"{r['ratio'][a]:.4f}", f"{r['rss'][a]:.0f}",
-                                 f"{r['rss_ratio'][a]:.4f}", f"{r['cpu'][a]:.2f}"])
+                if a in t["med"]:
+                    wr.writerow([t["workload"], a, len(runs[(t["workload"], a)]), f"{t['med'][a]:.0f}",
+                                 f"{t['spread'][a]:.3f}", f"{t['ratio'][a]:.4f}", f"{c['med'][a]:.0f}",
+                                 f"{c['ratio'][a]:.4f}", f"{m['med'][a]:.0f}", f"{m['ratio'][a]:.4f}",
+                                 f"{u['med'][a]:.2f}"])
 
-    # ------------------------------------------------------------ throughput
-    if rows:
-        headers = ["workload"] + allocs + (["hakmem/best", "best peer"] if have_hak else [])
-        trows = []
-        for r in rows:
-            line = [r["workload"]]
-            for a in allocs:
-                if a in r["med"]:
-                    line.append(f"{human(r['med'][a])} ({fmt_ratio(r['ratio'][a])})" if have_glibc
-                                else human(r["med"][a]))
-                else:
-                    line.append("FAIL")
-            if have_hak:
-                line += [fmt_ratio(r["vs_best"]), r["best"] or "-"]
-            trows.append(line)
-        geo = ["geomean vs glibc"] + [fmt_ratio(geomean([r["ratio"].get(a) for r in rows])) for a in allocs]
-        if have_hak:
-            geo += [fmt_ratio(geomean([r["vs_best"] for r in rows])), ""]
-        trows.append(geo)
-        nrep = meta.get("repeats", "?")
-        title = (f"Throughput: median ops/sec over {nrep} runs of {meta.get('duration', '?')} s"
-                 f" (ratio to glibc; higher is better)")
-        report += [title, table(headers, trows), ""]
-        md += [f"## {title}", "", md_table(headers, trows), ""]
+    if thr:
+        nrep, dur = meta.get("repeats", "?"), meta.get("duration", "?")
+        title = f"Throughput: median ops/sec over {nrep} runs of {dur} s (ratio to glibc; higher is better)"
+        h, t = metric_table(thr, allocs, human, "best")
+        report += [title, table(h, t), ""]
+        md += [f"## {title}", "", md_table(h, t), ""]
 
-        # -------------------------------------------------------- RSS
-        headers = ["workload"] + allocs + (["hakmem/leanest", "leanest peer"] if have_hak else [])
-        rrows = []
-        for r in rows:
-            line = [r["workload"]]
-            for a in allocs:
-                if a in r["rss"]:
-                    line.append(f"{mib(r['rss'][a])} ({fmt_ratio(r['rss_ratio'][a])})" if have_glibc
-                                else mib(r["rss"][a]))
-                else:
-                    line.append("FAIL")
-            if have_hak:
-                line += [fmt_ratio(r["rss_vs_lean"]), r["lean"] or "-"]
-            rrows.append(line)
-        geo = ["geomean vs glibc"] + [fmt_ratio(geomean([r["rss_ratio"].get(a) for r in rows])) for a in allocs]
-        if have_hak:
-            geo += [fmt_ratio(geomean([r["rss_vs_lean"] for r in rows])), ""]
-        rrows.append(geo)
         title = "Peak RSS: median MiB (ratio to glibc; lower is better)"
-        report += [title, table(headers, rrows), ""]
-        md += [f"## {title}", "", md_table(headers, rrows), ""]
+        h, t = metric_table(rss, allocs, lambda kb: mib(kb), "leanest")
+        report += [title, table(h, t), ""]
+        md += [f"## {title}", "", md_table(h, t), ""]
 
-        # -------------------------------------------------------- spread
-        srows = [[r["workload"]] + [f"{100 * r['spread'][a]:.0f}% / {r['cpu'][a]:.2f}s" if a in r["spread"] else "-"
-                                    for a in allocs] for r in rows]
-        md += ["## Run-to-run spread of ops/sec ((max - min) / median) and median CPU seconds per run", "",
-               "CPU seconds (user + system, all threads) show how much of the 2 cores a run really got on a"
-               " shared machine; a multi-threaded run that got much less than threads x duration was starved.", "",
+        title = "Throughput per CPU second: median ops per CPU-second (ratio to glibc; higher is better)"
+        h, t = metric_table(thr_cpu, allocs, human, "best")
+        report += [title, table(h, t), ""]
+        md += [f"## {title}", "",
+               "Work divided by the CPU time the process used (all threads, user + system) over the same"
+               " interval. Steadier than ops/sec when the machine is shared, but blind to time spent blocked"
+               " (lock sleeps, waiting on the kernel's mmap lock), which ops/sec does charge.", "",
+               md_table(h, t), ""]
+
+        srows = [[t["workload"]] + [f"{100 * t['spread'][a]:.0f}% / {u['med'][a]:.2f}s" if a in t["spread"] else "-"
+                                    for a in allocs] for t, u in zip(thr, cpu)]
+        md += ["## Run-to-run spread of ops/sec ((max - min) / median) / median CPU seconds per run", "",
+               "CPU seconds show how much of the machine a run got: a single-threaded run of d seconds that"
+               " got much less than d CPU-seconds shared its core with other work.", "",
                md_table(["workload"] + allocs, srows), ""]
 
         # -------------------------------------------------------- losses
         if have_hak:
             lose = []
-            for r in rows:
-                if "hakmem" not in r["med"]:
-                    lose.append(f"- {r['workload']}: hakmem FAILED")
+            for t, c, m in zip(thr, thr_cpu, rss):
+                w = t["workload"]
+                if "hakmem" not in t["med"]:
+                    lose.append(f"- {w}: hakmem FAILED")
                     continue
-                if not math.isnan(r["vs_best"]) and r["vs_best"] < 1.0:
-                    lose.append(f"- {r['workload']}: throughput {r['vs_best']:.2f}x of {r['best']}"
-                                f" ({human(r['med']['hakmem'])} vs {human(r['med'][r['best']])} ops/s)")
-                if have_glibc and r["ratio"].get("hakmem", 2) < 1.0:
-                    lose.append(f"- {r['workload']}: slower than glibc, {r['ratio']['hakmem']:.2f}x")
-                if not math.isnan(r["rss_vs_lean"]) and r["rss_vs_lean"] > 1.25:
-                    lose.append(f"- {r['workload']}: peak RSS {r['rss_vs_lean']:.2f}x {r['lean']}'s"
-                                f" ({mib(r['rss']['hakmem'])} vs {mib(r['rss'][r['lean']])} MiB)")
+                if not math.isnan(t["vs_best"]) and t["vs_best"] < 1.0:
+                    lose.append(f"- {w}: throughput {t['vs_best']:.2f}x {t['best']}'s"
+                                f" ({human(t['med']['hakmem'])} vs {human(t['med'][t['best']])} ops/s;"
+                                f" per CPU-second {c['vs_best']:.2f}x {c['best']}'s)")
+                if have_glibc and t["ratio"].get("hakmem", 2) < 1.0:
+                    lose.append(f"- {w}: slower than glibc, {t['ratio']['hakmem']:.2f}x")
+                if not math.isnan(m["vs_best"]) and m["vs_best"] > 1.25:
+                    lose.append(f"- {w}: peak RSS {m['vs_best']:.2f}x {m['best']}'s"
+                                f" ({mib(m['med']['hakmem'])} vs {mib(m['med'][m['best']])} MiB)")
             text = lose or ["- nowhere: hakmem is at least as fast as every peer and within 1.25x of the leanest"]
-            report += ["Where hakmem loses (throughput below the best peer or glibc; peak RSS over 1.25x the leanest)"]
+            report += ["Where hakmem loses (ops/sec below the best peer or glibc; peak RSS over 1.25x the leanest)"]
             report += text + [""]
             md += ["## Where hakmem loses", "",
-                   "Throughput below the best peer or glibc; peak RSS above 1.25x the leanest peer.", ""]
+                   "Median ops/sec below the best peer's or glibc's; peak RSS above 1.25x the leanest peer's.", ""]
             md += text + [""]
         if fails:
             text = [f"- {w} under {a}, repeat {rep}" for w, a, rep in fails]
@@ -295,10 +292,10 @@ def main():
 
         gnuplot_histogram(out, "throughput", "Throughput relative to glibc (median ops/sec; higher is better)",
                           "ratio to glibc (log scale)", allocs,
-                          [(r["workload"], [r["ratio"].get(a, float("nan")) for a in allocs]) for r in rows])
+                          [(t["workload"], [t["ratio"].get(a, float("nan")) for a in allocs]) for t in thr])
         gnuplot_histogram(out, "rss", "Peak RSS (median; lower is better)", "MiB (log scale)", allocs,
-                          [(r["workload"], [r["rss"][a] / 1024 if a in r["rss"] else float("nan") for a in allocs])
-                           for r in rows])
+                          [(m["workload"], [m["med"][a] / 1024 if a in m["med"] else float("nan") for a in allocs])
+                           for m in rss])
 
     # ------------------------------------------------------------ hot path
     hp, sizes, iters = load_hotpath(out)

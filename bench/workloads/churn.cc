@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   // Checking the clock costs little next to the large blocks' page writes;
   // the small ones check it every 1024 operations.
   const uint64_t check = hi >= (64 << 10) ? 1 : 1024;
-  double t0 = bench::now_sec(), end = t0 + duration, t1 = t0;
+  double t0 = bench::now_sec(), end = t0 + duration, t1 = t0, cpu0 = bench::cpu_sec();
   uint64_t ops = 0;
   for (;;) {
     if (ops % check == 0 && (t1 = bench::now_sec()) >= end) break;
@@ -84,7 +84,8 @@ int main(int argc, char** argv) {
     slots[i] = p;
     ++ops;
   }
+  double cpu1 = bench::cpu_sec();
   for (void* p : slots) free(p);
-  bench::report(NAME, static_cast<double>(ops), t1 - t0);
+  bench::report(NAME, static_cast<double>(ops), t1 - t0, cpu1 - cpu0);
   return 0;
 }

@@ -67,11 +67,11 @@ int main(int argc, char** argv) {
   for (int t = 0; t < threads; ++t) ts.emplace_back(worker, seed * 100 + t, &counts[t]);
   g_timer.sleep_then_stop(duration);
   for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed();
+  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
   double ops = 0;
   for (auto& c : counts) ops += static_cast<double>(c.ops);
   char extra[32];
   snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report("glibc-thread", ops, secs, extra);
+  bench::report("glibc-thread", ops, secs, cpu, extra);
   return 0;
 }

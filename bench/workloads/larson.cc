@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     });
   g_timer.sleep_then_stop(duration);
   for (auto& c : ctl) c.join();
-  double secs = g_timer.elapsed();
+  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
   double ops = 0, gens = 0;
   for (auto& l : lanes) {
     ops += static_cast<double>(l.ops.ops);
@@ -85,6 +85,6 @@ int main(int argc, char** argv) {
   }
   char extra[96];
   snprintf(extra, sizeof extra, "threads=%d thread_generations=%.0f", threads, gens);
-  bench::report("larson", ops, secs, extra);
+  bench::report("larson", ops, secs, cpu, extra);
   return 0;
 }

@@ -90,12 +90,12 @@ int main(int argc, char** argv) {
     ++rounds;
   }
   stopper.join();
-  double secs = g_timer.elapsed();
+  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
   double ops = 0;
   for (auto& c : counts) ops += static_cast<double>(c.ops);
   for (auto& t : transfer) free(t.load());
   char extra[64];
   snprintf(extra, sizeof extra, "threads=%d rounds=%llu", threads, static_cast<unsigned long long>(rounds));
-  bench::report("mstress", ops, secs, extra);
+  bench::report("mstress", ops, secs, cpu, extra);
   return 0;
 }

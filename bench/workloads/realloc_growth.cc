@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
     buf[b] = static_cast<char*>(malloc(len[b]));
     bench::touch(buf[b], len[b], 64);
   }
-  double t0 = bench::now_sec(), end = t0 + duration, t1 = t0;
+  double t0 = bench::now_sec(), end = t0 + duration, t1 = t0, cpu0 = bench::cpu_sec();
   uint64_t ops = 0;
   size_t b = 0;
   for (;;) {
@@ -49,7 +49,8 @@ int main(int argc, char** argv) {
     ++ops;
     if (++b == nbuf) b = 0;
   }
+  double cpu1 = bench::cpu_sec();
   for (char* p : buf) free(p);
-  bench::report("realloc-growth", static_cast<double>(ops), t1 - t0);
+  bench::report("realloc-growth", static_cast<double>(ops), t1 - t0, cpu1 - cpu0);
   return 0;
 }

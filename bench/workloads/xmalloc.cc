@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
   for (int t = 0; t < threads; ++t) ts.emplace_back(worker, t, threads, queues, &freed[t], seed);
   g_timer.sleep_then_stop(duration);
   for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed();
+  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
   double ops = 0;
   for (auto& c : freed) ops += static_cast<double>(c.ops);
   for (int q = 0; q < threads; ++q)  // blocks still in flight
@@ -89,6 +89,6 @@ int main(int argc, char** argv) {
   delete[] queues;
   char extra[32];
   snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report("xmalloc", ops, secs, extra);
+  bench::report("xmalloc", ops, secs, cpu, extra);
   return 0;
 }
