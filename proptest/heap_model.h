@@ -42,7 +42,7 @@ struct ModelFailure : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-__attribute__((format(printf, 1, 2))) [[noreturn]] inline void fail(const char* fmt, ...) {
+[[noreturn]] __attribute__((format(printf, 1, 2))) inline void fail(const char* fmt, ...) {
   char buf[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -198,6 +198,7 @@ class HeapModel {
   ~HeapModel() { release_all_unchecked(); }
 
   size_t live() const { return order_.size(); }
+  size_t live_bytes() const { return live_bytes_; }
   bool empty() const { return order_.empty(); }
   void* at(size_t i) const { return order_[i % order_.size()]; }
   const Block& block(void* p) const { return blocks_.at(reinterpret_cast<uintptr_t>(p)); }
@@ -212,8 +213,9 @@ class HeapModel {
     if (a % natural != 0) fail("%s(%zu) = %p: not %zu-aligned", what, req, p, natural);
     if (align != 0 && a % align != 0) fail("%s(%zu, align %zu) = %p: not aligned", what, req, align, p);
     size_t usable = hak_malloc_usable_size(p);
-    if (usable < req) fail("%s(%zu) = %p: usable size %zu < request", what, req, p, usable);
-    if (!hak_owns(p)) fail("%s(%zu) = %p: hak_owns says no", what, req, p);
+    if (usable < req || usable == 0)
+      fail("%s(%zu, align %zu) = %p: usable size %zu", what, req, align, p, usable);
+    if (!hak_owns(p)) fail("%s(%zu, align %zu) = %p: hak_owns says no", what, req, align, p);
     if (zeroed) {
       size_t z = find_nonzero(p, req);
       if (z != SIZE_MAX) fail("%s(%zu) = %p: byte %zu is not zero", what, req, p, z);
@@ -230,10 +232,19 @@ class HeapModel {
   }
 
   // Takes over a block another thread handed over: checks its whole content.
+  // (Its range stays in the shared registry while it travels.)
   void adopt_transferred(void* p, const Block& b) {
     verify_full(p, b, "received block");
     blocks_.emplace(reinterpret_cast<uintptr_t>(p), b);
     order_.push_back(p);
+    live_bytes_ += b.usable;
+  }
+
+  // Takes over a block from another model: checks its content, and that it
+  // overlaps none of this model's blocks.
+  void adopt_checked(void* p, const Block& b, const char* when) {
+    verify_full(p, b, when);
+    insert_checked(p, b);
   }
 
   // Forgets p (it was freed, or handed to another thread) and returns its record.
@@ -242,6 +253,7 @@ class HeapModel {
     if (it == blocks_.end()) fail("internal: %p is not in the model", p);
     Block b = it->second;
     blocks_.erase(it);
+    live_bytes_ -= b.usable;
     auto o = std::find(order_.begin(), order_.end(), p);
     *o = order_.back();
     order_.pop_back();
@@ -409,6 +421,7 @@ class HeapModel {
     if (shared_ != nullptr) shared_->insert(p, span);
     blocks_.emplace(a, b);
     order_.push_back(p);
+    live_bytes_ += b.usable;
   }
 
   void adopt_new_after_realloc(void* q, size_t n, Expect e, uint8_t seed, const Block& old, void* p) {
@@ -442,11 +455,13 @@ class HeapModel {
     }
     order_.clear();
     blocks_.clear();
+    live_bytes_ = 0;
   }
 
   RangeRegistry* shared_;
   std::map<uintptr_t, Block> blocks_;
   std::vector<void*> order_;  // live blocks, in an order the operations index into
+  size_t live_bytes_ = 0;     // sum of the live blocks' usable sizes
 };
 
 }  // namespace prop

@@ -163,13 +163,14 @@ RC_GTEST_PROP(BadFree, ForeignInteriorMisalignedAndBigDoubleFreesAreRejected, ()
   }
 }
 
-// ---------------------------------------------------------------- known bugs
+// ---------------------------------------------------------------- never handed out
 //
-// Pointers on a block boundary of a slab that hakmem never handed out. The
-// hot path of hak_free() checks only the tag and offset % class size, so it
-// pushes them onto the thread cache: they are "written through" (word 0
-// becomes a free-list link) and later handed out as blocks. These tests fail
-// until free() also bounds the block index (proptest/README.md).
+// Pointers on a block boundary of a slab that hakmem never handed out: the
+// slack after a slab's last block, and blocks past the slab's carve line.
+// Until 9132efe the hot path of hak_free() checked only the tag and
+// offset % class size, pushed them onto the thread cache (writing a link into
+// them) and later handed them out: a slack block ran into the next unit, and
+// a never-carved block was carved again while live (proptest/README.md).
 
 namespace {
 
@@ -210,7 +211,7 @@ std::string expect_disowned(void* bogus, size_t size) {
 // slab holds 1365 of them and 16 bytes of slack at offset 65520 -- a multiple
 // of 48. free(slab + 65520) is accepted, and the next malloc(48) returns a
 // block whose last 32 bytes lie in the next unit (another slab or span).
-TEST(BadFreeKnownBug, SlabSlackPointerIsRejected) {
+TEST(BadFreeNeverHandedOut, SlabSlackPointerIsRejected) {
   int with_slack = 0, wrong = 0;
   std::string report;
   for (int c = 0; c < hakmem::kNumClasses; ++c) {
@@ -235,7 +236,7 @@ TEST(BadFreeKnownBug, SlabSlackPointerIsRejected) {
 // Never carved: a block boundary past the slab's bump pointer has never left
 // the slab; freeing it puts it in circulation, and the slab carves it again
 // later: two live blocks at one address.
-TEST(BadFreeKnownBug, NeverCarvedBlockIsRejected) {
+TEST(BadFreeNeverHandedOut, NeverCarvedBlockIsRejected) {
   void* p = hak_malloc(16);
   ASSERT_NE(p, nullptr);
   char* start;

@@ -31,8 +31,11 @@ void expect_heap_consistent(const char* when) {
 
 // Runs a program; `headers_every_step` adds the header walk after each step.
 void run_program(const std::vector<Op>& program, bool headers_every_step) {
+  static const bool trace = getenv("PROP_TRACE") != nullptr;  // PROP_TRACE=1: each step on stderr (for crashes)
+  if (trace) fprintf(stderr, "-- program of %zu steps\n", program.size());
   HeapModel m;
   for (size_t i = 0; i < program.size(); ++i) {
+    if (trace) fprintf(stderr, "%s\n", describe(i, program[i]).c_str());
     try {
       prop::apply(m, program[i]);
       m.verify_sampled("after the step");
@@ -105,5 +108,35 @@ TEST(HeapModelFixed, EverySizeRangeOnce) {
   EXPECT_NO_THROW(m.verify_all("fixed"));
   EXPECT_EQ(hak_check_heap(), 0);
   EXPECT_NO_THROW(m.release_all());
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// Every alignment from 1 to 8 MiB with sizes 0, 1 and 100, through each
+// aligned entry point: a block hakmem owns, with a usable size, that free() takes back.
+TEST(HeapModelFixed, EveryAlignmentWithTinySizes) {
+  for (int log = 0; log <= 23; ++log) {
+    size_t align = size_t{1} << log;
+    for (size_t n : {size_t{0}, size_t{1}, size_t{100}}) {
+      SCOPED_TRACE(testing::Message() << "align " << align << ", size " << n);
+      HeapModel m;
+      EXPECT_NO_THROW(m.adopt_new(hak_aligned_alloc(align, n), n, align, prop::expect_aligned(align, n), 1, false,
+                                  "aligned_alloc"));
+      EXPECT_NO_THROW(m.adopt_new(hak_memalign(align, n), n, align, prop::expect_aligned(align, n), 2, false, "memalign"));
+      if (align >= sizeof(void*)) {
+        void* p = nullptr;
+        ASSERT_EQ(hak_posix_memalign(&p, align, n), 0);
+        EXPECT_NO_THROW(m.adopt_new(p, n, align, prop::expect_aligned(align, n), 3, false, "posix_memalign"));
+      }
+      EXPECT_NO_THROW(m.check_headers());
+      uint64_t bad_before = 0, bad_after = 0;
+      hak_stats s;
+      hak_stats_get(&s);
+      bad_before = s.invalid_frees + s.foreign_frees;
+      EXPECT_NO_THROW(m.release_all());
+      hak_stats_get(&s);
+      bad_after = s.invalid_frees + s.foreign_frees;
+      EXPECT_EQ(bad_after, bad_before) << "free() rejected a block the aligned entry points handed out";
+    }
+  }
   EXPECT_EQ(hak_check_heap(), 0);
 }

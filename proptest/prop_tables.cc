@@ -121,7 +121,7 @@ void showValue(const RingOp& op, std::ostream& os) { os << (op.push ? "push " : 
 
 template <uint32_t kCap>
 void check_ring_against_deque(const std::vector<RingOp>& ops) {
-  static_assert(kCap >= 1, "");
+  static_assert(kCap >= 2, "");
   auto ring = std::make_unique<BoundedRing<uint32_t, kCap>>();
   std::deque<uint32_t> model;
   uint64_t drops = 0, pushed = 0;
