@@ -1,0 +1,323 @@
+// Returning memory (DESIGN.md §1): freed memory goes back to the OS after a
+// short decay; RSS stays close to the live heap.
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+
+extern char** environ;
+
+namespace {
+
+constexpr size_t KiB = 1024, MiB = 1024 * 1024, GiB = 1024 * MiB;
+
+// Resident set size from /proc/self/statm (second field, in pages).
+size_t rss_bytes() {
+  int fd = open("/proc/self/statm", O_RDONLY);
+  if (fd < 0) return 0;
+  char buf[256];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  unsigned long size = 0, resident = 0;
+  if (sscanf(buf, "%lu %lu", &size, &resident) != 2) return 0;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+size_t random_small_or_mid(std::mt19937_64& rng) {
+  // Log-uniform between 16 B and 128 KiB.
+  int bits = 4 + static_cast<int>(rng() % 13);  // 16 .. 64 KiB
+  size_t lo = size_t{1} << bits;
+  return lo + rng() % lo;                        // up to 128 KiB - 1
+}
+
+void idle_with_small_traffic(double secs) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::mt19937 rng(5);
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < secs) {
+    void* v[8];
+    for (auto& p : v) p = malloc(16 + rng() % 200);
+    for (auto& p : v) free(p);
+    usleep(2000);
+  }
+}
+
+// Allocates 1 GiB over two threads, frees it all (each thread its own
+// blocks, or the other thread's), then either idles for 2 s with a little
+// small-block traffic or calls hak_trim(). Returns the RSS at the end.
+size_t one_gib_cycle(bool cross, bool trim, std::string* report) {
+  size_t start = rss_bytes();
+  std::vector<void*> blocks[2];
+  std::thread fillers[2];
+  std::atomic<int> filled{0};
+  std::atomic<size_t> peak{0};
+  for (int t = 0; t < 2; ++t)
+    fillers[t] = std::thread([&, t] {
+      std::mt19937_64 rng(10 + t);
+      size_t total = 0;
+      blocks[t].reserve(GiB / 2 / (8 * KiB));
+      while (total < GiB / 2) {
+        size_t n = random_small_or_mid(rng);
+        void* p = malloc(n);
+        if (p == nullptr) break;
+        memset(p, 0x2d, n);
+        blocks[t].push_back(p);
+        total += n;
+      }
+      // Both threads' blocks are live here: measure the peak.
+      filled.fetch_add(1);
+      while (filled.load() < 2) usleep(100);
+      size_t r = rss_bytes();
+      size_t prev = peak.load();
+      while (r > prev && !peak.compare_exchange_weak(prev, r)) {
+      }
+      if (!cross) {
+        std::shuffle(blocks[t].begin(), blocks[t].end(), rng);
+        for (void* p : blocks[t]) free(p);
+        blocks[t].clear();
+      }
+    });
+  for (auto& t : fillers) t.join();
+  if (cross) {
+    std::thread freers[2];
+    for (int t = 0; t < 2; ++t)
+      freers[t] = std::thread([&, t] {
+        std::mt19937_64 rng(20 + t);
+        std::vector<void*>& theirs = blocks[1 - t];
+        std::shuffle(theirs.begin(), theirs.end(), rng);
+        for (void* p : theirs) free(p);
+        theirs.clear();
+      });
+    for (auto& t : freers) t.join();
+  }
+  for (auto& b : blocks) std::vector<void*>().swap(b);
+  size_t after_free = rss_bytes();
+  if (trim) hak_trim();
+  idle_with_small_traffic(trim ? 0.2 : 2.0);
+  size_t end = rss_bytes();
+  hak_stats s;
+  hak_stats_get(&s);
+  char buf[512];
+  snprintf(buf, sizeof buf,
+           "RSS %zu MiB at start, %zu MiB after 1 GiB was allocated, %zu MiB right after the frees, %zu MiB at "
+           "the end; hakmem: %zu MiB mapped in %zu segments, %zu MiB dirty, %zu KiB in use",
+           start / MiB, peak.load() / MiB, after_free / MiB, end / MiB, static_cast<size_t>(s.bytes_mapped / MiB),
+           static_cast<size_t>(s.segments), static_cast<size_t>(s.bytes_dirty / MiB),
+           static_cast<size_t>(s.bytes_in_use / KiB));
+  *report = buf;
+  EXPECT_GT(peak.load(), 600 * MiB) << "the workload did not make 1 GiB resident";
+  return end;
+}
+
+// BUG (core/central/central.cc): after 1 GiB of small and mid blocks is
+// freed (live heap: ~80 KiB), RSS stays at ~210 MiB (shuffled frees; ~60 MiB
+// when freed in allocation order) with ~1 GiB still mapped in ~280 segments,
+// for as long as the program runs; only hak_trim() gives it back. The central
+// pool keeps up to 1 MiB (32 batches) of free blocks per class with no decay,
+// and those blocks, scattered over many slabs, keep every one of those slabs
+// (and their segments) from emptying: ~1300 slabs stay alive for 49 x 1 MiB
+// of pooled blocks. DESIGN.md §1 ("empty slabs ... go back to the OS after a
+// short decay; peak RSS stays close to the live heap") and README's
+// HAKMEM_DECAY_MS say otherwise. Disabled until pooled blocks decay too.
+TEST(MemoryReturn, DISABLED_OneGiBFreedThenIdle) {
+  std::string report;
+  size_t end = one_gib_cycle(false, false, &report);
+  EXPECT_LT(end, 64 * MiB) << report;
+}
+TEST(MemoryReturn, DISABLED_OneGiBFreedByTheOtherThreadThenIdle) {
+  std::string report;
+  size_t end = one_gib_cycle(true, false, &report);
+  EXPECT_LT(end, 64 * MiB) << report;
+}
+
+// With an explicit trim, the same workload ends small.
+TEST(MemoryReturn, OneGiBFreedThenTrim) {
+  std::string report;
+  size_t end = one_gib_cycle(false, true, &report);
+  EXPECT_LT(end, 64 * MiB) << report;
+}
+TEST(MemoryReturn, OneGiBFreedByTheOtherThreadThenTrim) {
+  std::string report;
+  size_t end = one_gib_cycle(true, true, &report);
+  EXPECT_LT(end, 64 * MiB) << report;
+}
+
+TEST(MemoryReturn, TrimLeavesNothingDirty) {
+  std::vector<void*> v;
+  for (int i = 0; i < 2000; ++i) v.push_back(malloc(1 + (i * 7919) % (128 * KiB)));
+  for (int i = 0; i < 20; ++i) v.push_back(malloc(200 * KiB + i * 50 * KiB));
+  for (int i = 0; i < 4; ++i) v.push_back(malloc(3 * MiB + i * MiB));
+  for (void* p : v) memset(p, 1, malloc_usable_size(p));
+  for (void* p : v) free(p);
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_GT(s.bytes_dirty, 0u) << "nothing dirty before the trim: the test proves nothing";
+  hak_trim();
+  hak_stats_get(&s);
+  EXPECT_EQ(s.bytes_dirty, 0u);
+  EXPECT_EQ(s.huge_cached_bytes, 0u);
+  EXPECT_EQ(hak_check_heap(), 0);
+  // malloc_trim is the same operation.
+  for (int i = 0; i < 4; ++i) free(malloc(3 * MiB));
+  for (int i = 0; i < 10; ++i) free(malloc(300 * KiB));
+  EXPECT_EQ(malloc_trim(0), 1);
+  hak_stats_get(&s);
+  EXPECT_EQ(s.bytes_dirty, 0u);
+  EXPECT_EQ(s.huge_cached_bytes, 0u);
+}
+
+TEST(MemoryReturn, TrimReturnsRss) {
+  size_t start = rss_bytes();
+  std::vector<void*> v;
+  for (int i = 0; i < 4000; ++i) {
+    void* p = malloc(40 * KiB);
+    memset(p, 1, 40 * KiB);
+    v.push_back(p);
+  }
+  size_t full = rss_bytes();
+  for (void* p : v) free(p);
+  hak_trim();
+  size_t end = rss_bytes();
+  EXPECT_GT(full, start + 120 * MiB);
+  EXPECT_LT(end, start + 16 * MiB) << "RSS " << start / MiB << " -> " << full / MiB << " -> " << end / MiB << " MiB";
+}
+
+// BUG (core/large/large.cc): a freed huge block waits in the huge cache (up
+// to 32 MiB) with its pages resident, and the cache only expires entries
+// inside huge_alloc()/huge_free(): a program that makes no further huge
+// allocation keeps them resident forever (here 24 MiB, 2.5 s after the free,
+// with the default 1000 ms decay). README: HAKMEM_DECAY_MS is "how long freed
+// memory stays resident before it returns to the OS". Disabled until cached
+// huge mappings are purged or unmapped by the decay from other paths too.
+TEST(MemoryReturn, DISABLED_FreedHugeBlockLeavesRssAfterDecay) {
+  // A freed huge block may wait in the huge cache for reuse, but not
+  // resident forever: after the decay (1 s by default) and some ordinary
+  // small-block traffic, its pages are gone.
+  size_t start = rss_bytes();
+  void* p = malloc(24 * MiB);
+  ASSERT_NE(p, nullptr);
+  memset(p, 1, 24 * MiB);
+  size_t full = rss_bytes();
+  free(p);
+  idle_with_small_traffic(2.5);
+  size_t end = rss_bytes();
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_GT(full, start + 20 * MiB);
+  EXPECT_LT(end, start + 8 * MiB) << "RSS " << start / MiB << " -> " << full / MiB << " -> " << end / MiB
+                                  << " MiB; huge cache holds " << s.huge_cached_bytes / MiB << " MiB";
+}
+
+// BUG (core/slab/slab.cc): the decay purge runs only inside
+// backend_alloc_run()/backend_free_run(). Freed spans and slabs below the
+// 4 MiB dirty cap stay resident for as long as the program makes no further
+// slab or span allocation (here 3 x 1 MiB spans, 2.5 s after the free, with a
+// 1000 ms decay and steady small-block traffic served by the thread cache).
+// Bounded (4 MiB), but README's HAKMEM_DECAY_MS promises the decay. Disabled
+// until the decay also runs from paths an idle program takes.
+TEST(MemoryReturn, DISABLED_FreedLargeSpansLeaveRssAfterDecay) {
+  size_t start = rss_bytes();
+  std::vector<void*> v;
+  for (int i = 0; i < 3; ++i) {  // 3 x 1 MiB spans: under the 4 MiB dirty cap, so only the decay returns them
+    void* p = malloc(1 * MiB);
+    memset(p, 1, 1 * MiB);
+    v.push_back(p);
+  }
+  size_t full = rss_bytes();
+  for (void* p : v) free(p);
+  idle_with_small_traffic(2.5);
+  size_t end = rss_bytes();
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_GT(full, start + 2 * MiB);
+  EXPECT_LT(end, start + 1 * MiB) << "RSS " << start / MiB << " -> " << full / MiB << " -> " << end / MiB
+                                  << " MiB; " << s.bytes_dirty / MiB << " MiB dirty";
+}
+
+// ---- HAKMEM_DECAY_MS=0: freed memory returns at once ----------------------
+
+// Runs before main() when the test binary re-executes itself.
+__attribute__((constructor)) void decay_child_main() {
+  if (getenv("HAKMEM_MEMRET_CHILD") == nullptr) return;
+  int failures = 0;
+  size_t start = rss_bytes();
+  void* huge = malloc(24 * MiB);
+  memset(huge, 1, 24 * MiB);
+  size_t full = rss_bytes();
+  free(huge);
+  size_t after_huge = rss_bytes();
+  if (full < start + 20 * MiB) failures |= 1;
+  if (after_huge > start + 4 * MiB) failures |= 2;
+  void* spans[3];
+  for (auto& p : spans) {
+    p = malloc(1 * MiB);
+    memset(p, 1, 1 * MiB);
+  }
+  size_t spans_full = rss_bytes();
+  for (auto& p : spans) free(p);
+  size_t after_spans = rss_bytes();
+  if (after_spans > spans_full - 2 * MiB) failures |= 4;
+  hak_stats s;
+  hak_stats_get(&s);
+  if (s.bytes_dirty != 0) failures |= 8;
+  fprintf(stderr, "start %zu KiB, huge %zu -> %zu KiB, spans %zu -> %zu KiB, dirty %llu KiB\n", start / KiB,
+          full / KiB, after_huge / KiB, spans_full / KiB, after_spans / KiB,
+          static_cast<unsigned long long>(s.bytes_dirty / KiB));
+  _exit(failures);
+}
+
+TEST(MemoryReturn, DecayZeroReturnsAtOnce) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (strncmp(*e, "HAKMEM_", 7) != 0) env.emplace_back(*e);
+  env.emplace_back("HAKMEM_MEMRET_CHILD=1");
+  env.emplace_back("HAKMEM_DECAY_MS=0");
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char self[] = "/proc/self/exe";
+  char* argv[] = {self, nullptr};
+  int err_pipe[2];
+  ASSERT_EQ(pipe(err_pipe), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, err_pipe[1], 2);
+  posix_spawn_file_actions_addclose(&fa, err_pipe[0]);
+  pid_t pid;
+  int rc = posix_spawn(&pid, self, &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  close(err_pipe[1]);
+  ASSERT_EQ(rc, 0);
+  std::string err;
+  char buf[1024];
+  ssize_t n;
+  while ((n = read(err_pipe[0], buf, sizeof buf)) > 0) err.append(buf, static_cast<size_t>(n));
+  close(err_pipe[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << err;
+  int f = WEXITSTATUS(status);
+  EXPECT_EQ(f & 1, 0) << "the huge block never became resident: " << err;
+  EXPECT_EQ(f & 2, 0) << "with HAKMEM_DECAY_MS=0 a freed huge block stayed resident: " << err;
+  EXPECT_EQ(f & 4, 0) << "with HAKMEM_DECAY_MS=0 freed large spans stayed resident: " << err;
+  EXPECT_EQ(f & 8, 0) << "with HAKMEM_DECAY_MS=0 memory stayed dirty: " << err;
+}
+
+}  // namespace
