@@ -1,0 +1,276 @@
+// Stats: hak_stats_get counters, the report (hak_stats_print, malloc_stats,
+// malloc_info) and HAKMEM_STATS=1 at exit.
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+#include "size_class/size_class.h"
+
+extern char** environ;
+
+namespace {
+
+using hakmem::class_size;
+constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+
+hak_stats snap() {
+  hak_stats s;
+  hak_stats_get(&s);
+  return s;
+}
+
+TEST(Stats, ExactPerClassDeltasOnAFreshThread) {
+  const size_t sizes[] = {24, 200, 3000, 20000, 100000};
+  const int kCount = 777;
+  hak_stats g0 = snap();
+  bool ran = false;
+  std::thread t([&] {
+    ran = true;
+    hak_stats s0 = snap();
+    std::vector<void*> v;
+    v.reserve(kCount * 5);
+    hak_stats s_reserved = snap();  // the vector's own block is counted too: measure from here
+    (void)s0;
+    for (size_t n : sizes)
+      for (int i = 0; i < kCount; ++i) v.push_back(malloc(n));
+    hak_stats s1 = snap();
+    for (void* p : v) free(p);
+    hak_stats s2 = snap();
+    for (size_t n : sizes) {
+      int c = hakmem::size_to_class(n);
+      SCOPED_TRACE("class " + std::to_string(class_size(c)));
+      EXPECT_EQ(s1.classes[c].allocs - s_reserved.classes[c].allocs, uint64_t{kCount});
+      EXPECT_EQ(s1.classes[c].frees - s_reserved.classes[c].frees, 0u);
+      EXPECT_EQ(s2.classes[c].allocs - s1.classes[c].allocs, 0u);
+      EXPECT_EQ(s2.classes[c].frees - s1.classes[c].frees, uint64_t{kCount});
+      uint64_t misses = s1.classes[c].tls_misses - s_reserved.classes[c].tls_misses;
+      uint64_t refills = s1.classes[c].refills - s_reserved.classes[c].refills;
+      EXPECT_GE(misses, 1u);
+      EXPECT_LE(misses, uint64_t{kCount});
+      EXPECT_EQ(misses, refills) << "every miss is one refill";
+      // A refill brings at most a batch (<= 1024 blocks).
+      EXPECT_GE(misses * 1024, uint64_t{kCount});
+      EXPECT_GE(s2.classes[c].flushes - s1.classes[c].flushes, 1u) << "777 frees overflow any thread cache";
+      EXPECT_GE(s1.classes[c].slabs, 1u);
+      EXPECT_EQ(s1.classes[c].block_size, class_size(c));
+    }
+    EXPECT_GE(s1.bytes_in_use - s_reserved.bytes_in_use, uint64_t{kCount} * (24 + 200 + 3000 + 20000 + 100000));
+  });
+  t.join();
+  ASSERT_TRUE(ran);
+  // The exited thread's counts live on in the totals.
+  hak_stats g1 = snap();
+  for (size_t n : sizes) {
+    int c = hakmem::size_to_class(n);
+    EXPECT_GE(g1.classes[c].allocs - g0.classes[c].allocs, uint64_t{kCount});
+    EXPECT_EQ(g1.classes[c].allocs - g0.classes[c].allocs, g1.classes[c].frees - g0.classes[c].frees);
+  }
+}
+
+TEST(Stats, LargeAndHugeCounters) {
+  hak_stats s0 = snap();
+  void* l = malloc(300 * KiB);
+  void* h = malloc(5 * MiB);
+  ASSERT_NE(l, nullptr);
+  ASSERT_NE(h, nullptr);
+  hak_stats s1 = snap();
+  EXPECT_EQ(s1.large_allocs - s0.large_allocs, 1u);
+  EXPECT_EQ(s1.huge_allocs - s0.huge_allocs, 1u);
+  EXPECT_EQ(s1.large_live_bytes - s0.large_live_bytes, malloc_usable_size(l));
+  EXPECT_EQ(s1.huge_live_bytes - s0.huge_live_bytes, malloc_usable_size(h));
+  EXPECT_GE(s1.bytes_in_use - s0.bytes_in_use, 300 * KiB + 5 * MiB);
+  EXPECT_GE(s1.bytes_mapped, s1.bytes_in_use);
+  free(l);
+  free(h);
+  hak_stats s2 = snap();
+  EXPECT_EQ(s2.large_frees - s1.large_frees, 1u);
+  EXPECT_EQ(s2.huge_frees - s1.huge_frees, 1u);
+  EXPECT_EQ(s2.large_live_bytes, s0.large_live_bytes);
+  EXPECT_EQ(s2.huge_live_bytes, s0.huge_live_bytes);
+  // realloc of a huge block through mremap keeps the live bytes right.
+  void* g = malloc(3 * MiB);
+  g = realloc(g, 40 * MiB);
+  hak_stats s3 = snap();
+  EXPECT_EQ(s3.huge_live_bytes - s0.huge_live_bytes, malloc_usable_size(g));
+  free(g);
+  EXPECT_EQ(snap().huge_live_bytes, s0.huge_live_bytes);
+}
+
+TEST(Stats, MemoryFiguresAreConsistent) {
+  std::vector<void*> v;
+  for (int i = 0; i < 3000; ++i) v.push_back(malloc(1 + i * 17 % 9000));
+  hak_stats s = snap();
+  EXPECT_GE(s.segments, 1u);
+  EXPECT_GE(s.bytes_mapped, s.segments * 4 * MiB);
+  EXPECT_GE(s.bytes_mapped, s.bytes_in_use);
+  EXPECT_GT(s.rss_bytes, 0u);
+  EXPECT_GE(s.peak_rss_bytes, s.rss_bytes / 2);  // peak (getrusage) and current (statm) are close cousins
+  for (void* p : v) free(p);
+  struct mallinfo2 mi = mallinfo2();
+  hak_stats t = snap();
+  EXPECT_EQ(mi.arena, t.bytes_mapped);
+  EXPECT_EQ(mi.uordblks, t.bytes_in_use);
+}
+
+std::string read_file(FILE* f) {
+  std::string s;
+  rewind(f);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  return s;
+}
+
+TEST(Stats, PrintNamesTheClassesInUse) {
+  std::vector<void*> v;
+  const size_t sizes[] = {48, 640, 12288, 131072};
+  for (size_t n : sizes) v.push_back(malloc(n));
+  FILE* f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  fprintf(f, "before\n");  // buffered text written before the report stays in order
+  hak_stats_print(f);
+  std::string report = read_file(f);
+  fclose(f);
+  EXPECT_EQ(report.rfind("before\n", 0), 0u) << report;
+  EXPECT_NE(report.find("hakmem"), std::string::npos) << report;
+  for (size_t n : sizes) {
+    // One line per class in use, starting with its block size.
+    std::string needle = " " + std::to_string(n) + " ";
+    EXPECT_NE(report.find(needle), std::string::npos) << "class " << n << " missing from:\n" << report;
+  }
+  EXPECT_NE(report.find("bad frees"), std::string::npos);
+  for (void* p : v) free(p);
+}
+
+// Captures what `fn` writes to stderr (fd 2).
+template <typename F>
+std::string capture_stderr(F fn) {
+  fflush(stderr);
+  FILE* tmp = tmpfile();
+  int saved = dup(2);
+  dup2(fileno(tmp), 2);
+  fn();
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::string s = read_file(tmp);
+  fclose(tmp);
+  return s;
+}
+
+TEST(Stats, MallocStatsPrintsToStderr) {
+  void* p = malloc(333);
+  std::string out = capture_stderr([] { malloc_stats(); });
+  EXPECT_NE(out.find("hakmem statistics"), std::string::npos) << out;
+  std::string cls = " " + std::to_string(class_size(hakmem::size_to_class(333))) + " ";
+  EXPECT_NE(out.find(cls), std::string::npos) << "class of the live block missing:\n" << out;
+  std::string out2 = capture_stderr([] { hak_stats_print(nullptr); });
+  EXPECT_NE(out2.find("hakmem statistics"), std::string::npos) << out2;
+  free(p);
+}
+
+TEST(Stats, MallocInfoIsXml) {
+  void* p = malloc(5000);
+  FILE* f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(malloc_info(0, f), 0);
+  std::string xml = read_file(f);
+  fclose(f);
+  EXPECT_EQ(xml.rfind("<malloc", 0), 0u) << xml;
+  EXPECT_NE(xml.find("</malloc>"), std::string::npos) << xml;
+  EXPECT_NE(xml.find("to=\"5120\""), std::string::npos) << "the class of a live 5000-byte block is missing\n" << xml;
+  // Balanced: every opened element is closed (or self-closing).
+  size_t opens = 0, closes = 0, selfs = 0;
+  for (size_t i = 0; i + 1 < xml.size(); ++i) {
+    if (xml[i] == '<' && xml[i + 1] == '/') ++closes;
+    else if (xml[i] == '<') ++opens;
+    if (xml[i] == '/' && xml[i + 1] == '>') ++selfs;
+  }
+  EXPECT_EQ(opens, closes + selfs) << xml;
+  errno = 0;
+  EXPECT_EQ(malloc_info(1, stderr), -1);
+  EXPECT_EQ(errno, EINVAL);
+  free(p);
+}
+
+// ---- HAKMEM_STATS=1 prints the report at exit ------------------------------
+
+__attribute__((constructor)) void stats_child_main() {
+  const char* mode = getenv("HAKMEM_STATS_CHILD");
+  if (mode == nullptr) return;
+  std::vector<void*> v;
+  for (int i = 0; i < 100; ++i) v.push_back(malloc(4000));  // class 4096
+  for (void* p : v) free(p);
+  free(malloc(700 * KiB));
+  exit(0);  // not _exit: the report is an exit hook
+}
+
+struct Child {
+  int status = -1;
+  std::string err;
+};
+
+Child run_child(const char* stats) {
+  Child r;
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (strncmp(*e, "HAKMEM_", 7) != 0) env.emplace_back(*e);
+  env.emplace_back("HAKMEM_STATS_CHILD=1");
+  if (stats != nullptr) env.emplace_back(std::string("HAKMEM_STATS=") + stats);
+  if (const char* lib = getenv("HAKMEM_TEST_LIB")) env.emplace_back(std::string("LD_PRELOAD=") + lib);
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char self[] = "/proc/self/exe";
+  char* argv[] = {self, nullptr};
+  int p[2];
+  if (pipe(p) != 0) return r;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+  posix_spawn_file_actions_addclose(&fa, p[0]);
+  pid_t pid;
+  int rc = posix_spawn(&pid, self, &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  if (rc == 0) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(p[0], buf, sizeof buf)) > 0) r.err.append(buf, static_cast<size_t>(n));
+    waitpid(pid, &r.status, 0);
+  }
+  close(p[0]);
+  return r;
+}
+
+TEST(Stats, EnvStatsPrintsReportAtExit) {
+  Child r = run_child("1");
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
+  EXPECT_NE(r.err.find("hakmem statistics"), std::string::npos) << "no report at exit:\n" << r.err;
+  EXPECT_NE(r.err.find(" 4096 "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("large: 1 allocs, 1 frees"), std::string::npos) << r.err;
+}
+
+TEST(Stats, NoReportWithoutEnvStats) {
+  for (const char* v : {static_cast<const char*>(nullptr), "0", ""}) {
+    Child r = run_child(v);
+    ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
+    EXPECT_EQ(r.err.find("hakmem statistics"), std::string::npos) << "HAKMEM_STATS=" << (v ? v : "(unset)");
+  }
+}
+
+}  // namespace
