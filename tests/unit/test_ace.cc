@@ -1,0 +1,290 @@
+// Box 3, ACE: the learned per-class policy (batch, capacity) and the
+// learner's activity. ace_policy() and friends are internal (hidden in
+// libhakmem.so), so this test finds them in the library's symbol table and
+// calls the very code the allocator runs.
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "ace/ace.h"
+#include "hakmem.h"
+#include "size_class/size_class.h"
+
+extern char** environ;
+
+namespace {
+
+using hakmem::AceStats;
+using hakmem::ClassPolicy;
+using hakmem::class_size;
+using hakmem::kNumClasses;
+
+// ---- finding hidden functions of libhakmem.so ------------------------------
+
+// Looks `name` up in the .symtab of the object that defines hak_malloc and
+// returns its run-time address, or nullptr.
+void* hidden_symbol(const char* name) {
+  Dl_info info;
+  struct link_map* map = nullptr;
+  if (dladdr1(reinterpret_cast<void*>(&hak_malloc), &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) == 0 ||
+      map == nullptr)
+    return nullptr;
+  int fd = open(info.dli_fname, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return nullptr;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return nullptr;
+  }
+  size_t len = static_cast<size_t>(st.st_size);
+  void* mem = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (mem == MAP_FAILED) return nullptr;
+  const char* base = static_cast<const char*>(mem);
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
+  void* result = nullptr;
+  if (memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_shoff != 0) {
+    const auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
+    for (int i = 0; i < eh->e_shnum && result == nullptr; ++i) {
+      if (sh[i].sh_type != SHT_SYMTAB) continue;
+      const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
+      size_t count = sh[i].sh_size / sizeof(Elf64_Sym);
+      const char* strtab = base + sh[sh[i].sh_link].sh_offset;
+      for (size_t k = 0; k < count; ++k) {
+        if (ELF64_ST_TYPE(syms[k].st_info) != STT_FUNC || syms[k].st_value == 0) continue;
+        if (strcmp(strtab + syms[k].st_name, name) == 0) {
+          result = reinterpret_cast<void*>(map->l_addr + syms[k].st_value);
+          break;
+        }
+      }
+    }
+  }
+  munmap(mem, len);
+  return result;
+}
+
+struct Ace {
+  ClassPolicy (*policy)(int) = nullptr;
+  ClassPolicy (*default_policy)(int) = nullptr;
+  void (*stats)(AceStats*) = nullptr;
+  void (*learn_step)() = nullptr;
+  bool ok() const { return policy && default_policy && stats && learn_step; }
+};
+
+const Ace& ace() {
+  static Ace a = [] {
+    Ace x;
+    x.policy = reinterpret_cast<ClassPolicy (*)(int)>(hidden_symbol("_ZN6hakmem10ace_policyEi"));
+    x.default_policy = reinterpret_cast<ClassPolicy (*)(int)>(hidden_symbol("_ZN6hakmem18ace_default_policyEi"));
+    x.stats = reinterpret_cast<void (*)(AceStats*)>(hidden_symbol("_ZN6hakmem9ace_statsEPNS_8AceStatsE"));
+    x.learn_step = reinterpret_cast<void (*)()>(hidden_symbol("_ZN6hakmem14ace_learn_stepEv"));
+    return x;
+  }();
+  return a;
+}
+
+#define REQUIRE_ACE() \
+  ASSERT_TRUE(ace().ok()) << "hakmem::ace_* not found in the symbol table of libhakmem.so (stripped?)"
+
+AceStats ace_stats_now() {
+  AceStats s{};
+  ace().stats(&s);
+  return s;
+}
+
+// The arms the learner may choose for a class: default batch x1/2, x1, x2
+// (at least 1), capacity 2 or 4 batches (at most 1024).
+bool is_an_arm(int cls, ClassPolicy p) {
+  ClassPolicy d = ace().default_policy(cls);
+  for (uint32_t num : {1u, 2u, 4u}) {
+    uint32_t batch = d.batch * num / 2;
+    if (batch < 1) batch = 1;
+    for (uint32_t mul : {2u, 4u}) {
+      uint32_t cap = std::min<uint32_t>(batch * mul, 1024);
+      if (p.batch == batch && p.cap == cap) return true;
+    }
+  }
+  return false;
+}
+
+// Many refills and flushes of one class: allocate a run of blocks, free it.
+void churn_class(size_t size, int rounds, int run) {
+  std::vector<void*> v(static_cast<size_t>(run));
+  for (int r = 0; r < rounds; ++r) {
+    for (auto& p : v) p = malloc(size);
+    for (auto& p : v) free(p);
+  }
+}
+
+uint64_t slow_events(const hak_stats& s) {
+  uint64_t n = 0;
+  for (const auto& c : s.classes) n += c.refills + c.flushes;
+  return n;
+}
+
+// ---- tests ----------------------------------------------------------------
+
+TEST(Ace, DefaultPoliciesAreSane) {
+  REQUIRE_ACE();
+  uint32_t prev_batch = UINT32_MAX;
+  for (int c = 0; c < kNumClasses; ++c) {
+    ClassPolicy d = ace().default_policy(c);
+    SCOPED_TRACE("class " + std::to_string(class_size(c)));
+    EXPECT_GE(d.batch, 1u);
+    EXPECT_GE(d.cap, d.batch);
+    EXPECT_LE(d.cap, 1024u);
+    // About 32 KiB per batch, at least 2 and at most 64 blocks.
+    EXPECT_GE(d.batch, 2u);
+    EXPECT_LE(d.batch, 64u);
+    if (d.batch > 2) {
+      EXPECT_LE(uint64_t{d.batch} * class_size(c), 32u * 1024);
+    }
+    EXPECT_LE(d.batch, prev_batch) << "bigger blocks, bigger batches";
+    prev_batch = d.batch;
+  }
+}
+
+TEST(Ace, PoliciesInForceAreSane) {
+  REQUIRE_ACE();
+  churn_class(4096, 300, 100);
+  churn_class(48, 200, 1000);
+  for (int c = 0; c < kNumClasses; ++c) {
+    ClassPolicy p = ace().policy(c);
+    SCOPED_TRACE("class " + std::to_string(class_size(c)));
+    EXPECT_GE(p.batch, 1u);
+    EXPECT_GE(p.cap, p.batch);
+    EXPECT_TRUE(is_an_arm(c, p)) << "batch " << p.batch << " cap " << p.cap << " is no arm of the default "
+                                 << ace().default_policy(c).batch << "/" << ace().default_policy(c).cap;
+  }
+}
+
+TEST(Ace, ChurnOnOneClassMakesTheLearnerLearn) {
+  REQUIRE_ACE();
+  const int cls = hakmem::size_to_class(4096);
+  AceStats a0 = ace_stats_now();
+  hak_stats s0;
+  hak_stats_get(&s0);
+  churn_class(4096, 2000, 100);  // ~ tens of thousands of refills and flushes
+  hak_stats s1;
+  hak_stats_get(&s1);
+  AceStats a1 = ace_stats_now();
+  uint64_t slow = (s1.classes[cls].refills - s0.classes[cls].refills) + (s1.classes[cls].flushes - s0.classes[cls].flushes);
+  EXPECT_GT(slow, 1000u) << "the workload did not reach the slow path";
+  EXPECT_GT(a1.events - a0.events, 256u) << "the learner heard of few events";
+  EXPECT_GT(a1.steps, a0.steps) << "no learning step ran during the churn";
+  EXPECT_GT(a1.policy_changes, a0.policy_changes) << "the bandit never tried another arm";
+  ClassPolicy p = ace().policy(cls);
+  EXPECT_TRUE(is_an_arm(cls, p)) << p.batch << "/" << p.cap;
+  // A learning step on demand also counts.
+  ace().learn_step();
+  EXPECT_EQ(ace_stats_now().steps, a1.steps + 1);
+}
+
+TEST(Ace, EverySlowPathEventReachesTheLearnerOrIsCountedAsDropped) {
+  // Single-threaded (no thread exits, no trim): every refill and every flush
+  // reports one event, which the ring either takes or drops, and counts.
+  REQUIRE_ACE();
+  AceStats a0 = ace_stats_now();
+  hak_stats s0;
+  hak_stats_get(&s0);
+  churn_class(3000, 300, 200);
+  churn_class(100, 100, 3000);
+  churn_class(70000, 100, 40);
+  hak_stats s1;
+  hak_stats_get(&s1);
+  AceStats a1 = ace_stats_now();
+  uint64_t slow = slow_events(s1) - slow_events(s0);
+  EXPECT_GT(slow, 500u);
+  EXPECT_EQ((a1.events - a0.events) + (a1.drops - a0.drops), slow);
+}
+
+TEST(Ace, LearningUnderThreads) {
+  REQUIRE_ACE();
+  AceStats a0 = ace_stats_now();
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([t] {
+      churn_class(512 + 1024 * t, 1000, 150);
+      churn_class(20000, 100, 40);
+    });
+  for (auto& t : ts) t.join();
+  AceStats a1 = ace_stats_now();
+  EXPECT_GT(a1.events - a0.events, 1000u);
+  EXPECT_GT(a1.steps, a0.steps);
+  for (int c = 0; c < kNumClasses; ++c) {
+    ClassPolicy p = ace().policy(c);
+    EXPECT_GE(p.batch, 1u);
+    EXPECT_GE(p.cap, p.batch);
+    EXPECT_TRUE(is_an_arm(c, p)) << class_size(c);
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// ---- HAKMEM_ACE=0 ---------------------------------------------------------
+
+// In a re-executed copy of this binary: churn, then check that no policy
+// ever left its default and the learner heard nothing. Exit code 0 = fine.
+__attribute__((constructor)) void ace_off_child_main() {
+  if (getenv("HAKMEM_ACE_CHILD") == nullptr) return;
+  if (!ace().ok()) _exit(10);
+  churn_class(4096, 2000, 100);
+  churn_class(64, 200, 2000);
+  std::thread t([] { churn_class(20000, 300, 40); });
+  t.join();
+  ace().learn_step();
+  int bad = 0;
+  for (int c = 0; c < kNumClasses; ++c) {
+    ClassPolicy p = ace().policy(c), d = ace().default_policy(c);
+    if (p.batch != d.batch || p.cap != d.cap) bad |= 1;
+  }
+  AceStats s = ace_stats_now();
+  if (s.events != 0 || s.drops != 0) bad |= 2;
+  if (s.policy_changes != 0) bad |= 4;
+  hak_stats hs;
+  hak_stats_get(&hs);
+  if (slow_events(hs) < 1000) bad |= 8;  // the churn did reach the slow path
+  _exit(bad);
+}
+
+TEST(Ace, DisabledMeansFixedDefaults) {
+  REQUIRE_ACE();
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (strncmp(*e, "HAKMEM_", 7) != 0) env.emplace_back(*e);
+  env.emplace_back("HAKMEM_ACE_CHILD=1");
+  env.emplace_back("HAKMEM_ACE=0");
+  std::vector<char*> envp;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  char self[] = "/proc/self/exe";
+  char* argv[] = {self, nullptr};
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, self, nullptr, nullptr, argv, envp.data()), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died: " << status;
+  int bad = WEXITSTATUS(status);
+  EXPECT_NE(bad, 10) << "the child could not find the ACE functions";
+  EXPECT_EQ(bad & 1, 0) << "with HAKMEM_ACE=0 a policy left its default";
+  EXPECT_EQ(bad & 2, 0) << "with HAKMEM_ACE=0 the learner still received events";
+  EXPECT_EQ(bad & 4, 0) << "with HAKMEM_ACE=0 the learner changed a policy";
+  EXPECT_EQ(bad & 8, 0) << "the child's churn never reached the slow path";
+}
+
+}  // namespace
