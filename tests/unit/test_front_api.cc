@@ -132,6 +132,12 @@ uint64_t total_allocs() {
   return n;
 }
 
+uint64_t bad_frees() {
+  hak_stats s;
+  hak_stats_get(&s);
+  return s.foreign_frees + s.invalid_frees;
+}
+
 class FrontApi : public ::testing::TestWithParam<const Api*> {
  protected:
   const Api& api() const { return *GetParam(); }
@@ -419,7 +425,9 @@ TEST_P(FrontApi, PosixMemalignEveryAlignment) {
       EXPECT_GE(api().usable_(p), n);
       EXPECT_EQ(hak_owns(p), 1);
       memset(p, 0x77, n);
+      uint64_t bad = bad_frees();
       api().free_(p);
+      EXPECT_EQ(bad_frees(), bad) << "align " << a << " size " << n;
     }
   }
   EXPECT_EQ(hak_check_heap(), 0);
@@ -432,8 +440,11 @@ TEST_P(FrontApi, AlignedAllocEveryAlignment) {
       ASSERT_NE(p, nullptr) << "align " << a << " size " << n;
       EXPECT_TRUE(aligned(p, a)) << p << " align " << a << " size " << n;
       EXPECT_GE(api().usable_(p), n);
+      EXPECT_EQ(hak_owns(p), 1);
       memset(p, 0x66, n);
+      uint64_t bad = bad_frees();
       api().free_(p);
+      EXPECT_EQ(bad_frees(), bad) << "align " << a << " size " << n;
     }
   }
   EXPECT_EQ(hak_check_heap(), 0);
@@ -446,12 +457,50 @@ TEST_P(FrontApi, MemalignEveryAlignment) {
       ASSERT_NE(p, nullptr) << "align " << a << " size " << n;
       EXPECT_TRUE(aligned(p, a)) << p << " align " << a << " size " << n;
       EXPECT_GE(api().usable_(p), n);
+      EXPECT_EQ(hak_owns(p), 1);
       memset(p, 0x55, n);
+      uint64_t bad = bad_frees();
       api().free_(p);
+      EXPECT_EQ(bad_frees(), bad) << "align " << a << " size " << n;
     }
   }
   EXPECT_EQ(hak_check_heap(), 0);
 }
+
+// Zero bytes at every alignment: a unique, freeable block (as malloc(0)).
+void zero_size_every_alignment(const Api& api) {
+  for (size_t a = 1; a <= 8 * MiB; a <<= 1) {
+    for (int fn = 0; fn < 3; ++fn) {
+      if (fn == 0 && a < sizeof(void*)) continue;
+      void* p = nullptr;
+      if (fn == 0) {
+        ASSERT_EQ(api.posix_memalign_(&p, a, 0), 0) << a;
+      } else if (fn == 1) {
+        p = api.aligned_alloc_(a, 0);
+      } else {
+        p = api.memalign_(a, 0);
+      }
+      const char* name = fn == 0 ? "posix_memalign" : fn == 1 ? "aligned_alloc" : "memalign";
+      ASSERT_NE(p, nullptr) << name << " align " << a;
+      EXPECT_TRUE(aligned(p, a)) << name << " align " << a;
+      EXPECT_EQ(hak_owns(p), 1) << name << "(" << a << ", 0) returned a block hakmem does not own";
+      uint64_t bad = bad_frees();
+      api.free_(p);
+      EXPECT_EQ(bad_frees(), bad) << name << "(" << a << ", 0): its block cannot be freed";
+    }
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// BUG (core/large/large.cc huge_alloc): a zero-byte request aligned to 4 MiB
+// or more becomes a huge mapping with no usable page (usable size 0: header
+// page only, the user pointer sits just past the end of the mapping).
+// large_usable_size() then reports 0, so hak_owns() says no and free() counts
+// it as a bad free: the mapping leaks, one per call. Repro:
+//   void* p; posix_memalign(&p, 4 << 20, 0); free(p);  // invalid_frees + 1
+// (also aligned_alloc(4 << 20, 0), memalign(8 << 20, 0)). Disabled until a
+// zero-size huge block gets at least one page.
+TEST_P(FrontApi, DISABLED_ZeroSizeEveryAlignment) { zero_size_every_alignment(api()); }
 
 TEST_P(FrontApi, AlignedBlocksAreIndependent) {
   // Many live aligned blocks at once: none overlaps another.

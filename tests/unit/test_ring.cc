@@ -11,27 +11,8 @@
 
 #include <gtest/gtest.h>
 
-// core/ring/ring.h includes "contracts/contracts.h", found through the
-// repository root, which the unit tests' include path does not always carry.
-#if __has_include("contracts/contracts.h")
-#define HAKMEM_RING_HEADER_OK 1
 #include "ring/ring.h"
-#else
-#define HAKMEM_RING_HEADER_OK 0
-#endif
 
-#if !HAKMEM_RING_HEADER_OK
-// BUILD BUG: since the contracts commit, core/ring/ring.h (and
-// core/tls_cache/tls_cache.h) include "contracts/contracts.h", which only the
-// repository root on the include path finds; the hakmem target exports
-// core/include only and tests/unit/CMakeLists.txt adds core/, so no unit test
-// can include the ring. Until the path is fixed the ring tests compile out and
-// this disabled test stands for them.
-TEST(Ring, DISABLED_HeaderCompiles) {
-  FAIL() << "core/ring/ring.h includes contracts/contracts.h, which is not on the include path "
-            "that tests/unit/CMakeLists.txt gives (core/ only): the ring cannot be tested";
-}
-#else
 namespace {
 
 using hakmem::BoundedRing;
@@ -248,4 +229,3 @@ TEST(Ring, MultiProducerTinyRing) {
 }
 
 }  // namespace
-#endif  // HAKMEM_RING_HEADER_OK
