@@ -175,6 +175,47 @@ TEST(BadFree, InteriorPointersAreCountedAndBlockSurvives) {
   }
 }
 
+TEST(BadFree, PointersIntoHakmemMetadataAreIgnored) {
+  // The segment header (unit 0) and a huge block's header page hold
+  // hakmem's own metadata: a free there must not touch it.
+  unsigned char* small = static_cast<unsigned char*>(malloc(64));
+  unsigned char* huge = static_cast<unsigned char*>(malloc(5 * MiB));
+  ASSERT_NE(small, nullptr);
+  ASSERT_NE(huge, nullptr);
+  memset(huge, 0x7e, 5 * MiB);
+  uintptr_t seg = reinterpret_cast<uintptr_t>(small) & ~kSegmentMask;
+  const uintptr_t targets[] = {seg, seg + 16, seg + 64, seg + 4096, seg + 64 * KiB - 16,
+                               reinterpret_cast<uintptr_t>(huge) - 4096, reinterpret_cast<uintptr_t>(huge) - 16};
+  for (uintptr_t t : targets) {
+    EXPECT_EQ(hak_owns(launder(t)), 0) << std::hex << t;
+    EXPECT_EQ(malloc_usable_size(launder(t)), 0u) << std::hex << t;
+    BadCounts before = bad_counts();
+    free(launder(t));
+    BadCounts after = bad_counts();
+    EXPECT_EQ((after.invalid - before.invalid) + (after.foreign - before.foreign), 1u) << std::hex << t;
+    ASSERT_EQ(hak_check_heap(), 0) << "a free at " << std::hex << t << " damaged hakmem's metadata";
+  }
+  EXPECT_TRUE(is_filled(huge, 5 * MiB, 0x7e));
+  EXPECT_EQ(malloc_usable_size(huge), 5 * MiB);
+  free(huge);
+  free(small);
+  heap_still_usable();
+}
+
+TEST(BadFree, UsableSizeOfForeignOrInteriorIsZero) {
+  long local = 0;
+  unsigned char* p = static_cast<unsigned char*>(malloc(1000));
+  unsigned char* l = static_cast<unsigned char*>(malloc(300 * KiB));
+  EXPECT_EQ(malloc_usable_size(launder(&local)), 0u);
+  EXPECT_EQ(malloc_usable_size(launder(g_global)), 0u);
+  EXPECT_EQ(malloc_usable_size(launder(p + 8)), 0u);
+  EXPECT_EQ(malloc_usable_size(launder(l + 64 * KiB)), 0u);
+  EXPECT_EQ(malloc_usable_size(launder(l + 16)), 0u);
+  EXPECT_EQ(hak_malloc_usable_size(launder(uintptr_t{1})), 0u);
+  free(p);
+  free(l);
+}
+
 TEST(BadFree, HugeInteriorBeyondFirstSlotIsIgnored) {
   // Past the first 4 MiB of a huge block the segment map knows nothing; the
   // free must still be refused (counted as a bad free of either kind).
