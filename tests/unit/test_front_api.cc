@@ -502,6 +502,42 @@ void zero_size_every_alignment(const Api& api) {
 // zero-size huge block gets at least one page.
 TEST_P(FrontApi, DISABLED_ZeroSizeEveryAlignment) { zero_size_every_alignment(api()); }
 
+TEST_P(FrontApi, AbsurdAlignments) {
+  // Alignments far beyond any page or segment: either a correctly aligned,
+  // freeable block or a clean ENOMEM, never a crash or a misaligned block.
+  for (int shift = 24; shift <= 63; shift += 3) {
+    size_t a = size_t{1} << shift;
+    for (size_t n : {size_t{1}, size_t{5000}}) {
+      void* p = reinterpret_cast<void*>(0x99);
+      int rc = api().posix_memalign_(&p, opaque_size(a), n);
+      if (rc == 0) {
+        EXPECT_TRUE(aligned(p, a)) << "align 2^" << shift;
+        EXPECT_GE(api().usable_(p), n);
+        memset(p, 1, n);
+        uint64_t bad = bad_frees();
+        api().free_(p);
+        EXPECT_EQ(bad_frees(), bad);
+      } else {
+        EXPECT_EQ(rc, ENOMEM) << "align 2^" << shift;
+        EXPECT_EQ(p, reinterpret_cast<void*>(0x99));
+      }
+      errno = 0;
+      void* q = api().aligned_alloc_(opaque_size(a), n);
+      if (q != nullptr) {
+        EXPECT_TRUE(aligned(q, a)) << "align 2^" << shift;
+        api().free_(q);
+      } else {
+        EXPECT_EQ(errno, ENOMEM) << "align 2^" << shift;
+      }
+    }
+  }
+  // Size and alignment that overflow together.
+  errno = 0;
+  EXPECT_EQ(api().aligned_alloc_(opaque_size(size_t{1} << 63), opaque_size((size_t{1} << 63) - 4096)), nullptr);
+  EXPECT_EQ(errno, ENOMEM);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
 TEST_P(FrontApi, AlignedBlocksAreIndependent) {
   // Many live aligned blocks at once: none overlaps another.
   struct Live { char* p; size_t n; unsigned seed; };
