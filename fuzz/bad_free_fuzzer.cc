@@ -209,6 +209,7 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fz::Reader in{data, size};
   auto m = std::make_unique<prop::HeapModel>();
+  m->set_sparse_above(256 * prop::KiB);
   uint8_t rec[4];
   fz::checked(kHarness, [&] {
     while (in.next(rec)) {

@@ -22,6 +22,8 @@
 
 namespace {
 
+using prop::KiB;
+
 constexpr const char* kHarness = "ops_fuzzer";
 constexpr size_t kLiveBytesCap = size_t{96} << 20;  // keeps RSS and memset time bounded
 constexpr size_t kAllocsPerInput = 40000;
@@ -77,6 +79,7 @@ Worker* workers() {
 }
 
 struct Run {
+  Run() { model.set_sparse_above(256 * KiB); }
   prop::HeapModel model;
   size_t allocs = 0;
   uint32_t ops = 0;

@@ -8,6 +8,9 @@
 #include <rapidcheck.h>
 
 #include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "heap_model.h"
 
@@ -68,6 +71,18 @@ inline const char* kind_name(Kind k) {
 inline void showValue(const Op& op, std::ostream& os) {
   os << kind_name(op.kind) << "{size=" << op.size << " count=" << op.count << " align=2^" << int(op.align_log)
      << " seed=" << int(op.seed) << " pick=" << op.pick << " pick2=" << op.pick2 << "}";
+}
+
+// The program as text, one numbered step a line, up to step `last` (the
+// Debian build of RapidCheck prints generated vectors as empty lines, so the
+// failure messages carry the shrunk program themselves).
+inline std::string program_text(const std::vector<Op>& program, size_t last = SIZE_MAX) {
+  std::ostringstream os;
+  for (size_t i = 0; i < program.size() && i <= last; ++i) {
+    os << "\n    " << i << ": ";
+    showValue(program[i], os);
+  }
+  return os.str();
 }
 
 // ---------------------------------------------------------------- generators

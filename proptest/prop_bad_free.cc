@@ -31,6 +31,15 @@ void showValue(const BadOp& b, std::ostream& os) {
   os << names[static_cast<int>(b.kind)] << "{pick=" << b.pick << " offset=" << b.offset << "}";
 }
 
+std::string bad_text(const std::vector<BadOp>& bad, size_t upto) {
+  std::ostringstream os;
+  for (size_t i = 0; i < bad.size() && i < upto; ++i) {
+    os << "\n    " << i << ": ";
+    showValue(bad[i], os);
+  }
+  return os.str();
+}
+
 uint8_t g_global_buffer[4096];
 
 uint64_t bad_free_count() {
@@ -144,7 +153,7 @@ RC_GTEST_PROP(BadFree, ForeignInteriorMisalignedAndBigDoubleFreesAreRejected, ()
     } catch (const prop::ModelFailure& e) {
       std::ostringstream os;
       os << "step " << i << " (bad op " << (next_bad == 0 ? 0 : next_bad - 1) << "): " << e.what();
-      RC_FAIL(os.str());
+      RC_FAIL(os.str() + "\n  program:" + prop::program_text(program, i) + "\n  bad ops:" + bad_text(bad, next_bad));
     }
   }
   try {
@@ -159,7 +168,8 @@ RC_GTEST_PROP(BadFree, ForeignInteriorMisalignedAndBigDoubleFreesAreRejected, ()
     int faults = hak_check_heap();
     if (faults != 0) prop::fail("hak_check_heap() = %d at the end", faults);
   } catch (const prop::ModelFailure& e) {
-    RC_FAIL(std::string("end: ") + e.what());
+    RC_FAIL(std::string("end: ") + e.what() + "\n  program:" + prop::program_text(program) + "\n  bad ops:" +
+            bad_text(bad, bad.size()));
   }
 }
 

@@ -44,7 +44,7 @@ void run_program(const std::vector<Op>& program, bool headers_every_step) {
         expect_heap_consistent("after the step");
       }
     } catch (const prop::ModelFailure& e) {
-      RC_FAIL(describe(i, program[i]) + ": " + e.what());
+      RC_FAIL(describe(i, program[i]) + ": " + e.what() + "\n  program:" + prop::program_text(program, i));
     }
   }
   try {
@@ -54,7 +54,7 @@ void run_program(const std::vector<Op>& program, bool headers_every_step) {
     m.release_all();
     expect_heap_consistent("end of program, all freed");
   } catch (const prop::ModelFailure& e) {
-    RC_FAIL(std::string("end of program: ") + e.what());
+    RC_FAIL(std::string("end of program: ") + e.what() + "\n  program:" + prop::program_text(program));
   }
 }
 
@@ -93,7 +93,9 @@ RC_GTEST_PROP(HeaderIntegrity, SlabChurnOfOneClass, ()) {
     m.release_all();
     expect_heap_consistent("all freed");
   } catch (const prop::ModelFailure& e) {
-    RC_FAIL(std::string("size ") + std::to_string(size) + ": " + e.what());
+    std::string w;
+    for (const auto& x : waves) w += " +" + std::to_string(x.first) + "/-" + std::to_string(x.second);
+    RC_FAIL(std::string("size ") + std::to_string(size) + ", waves" + w + ": " + e.what());
   }
 }
 

@@ -100,7 +100,7 @@ void worker(Shared& sh, int id, int nthreads, const std::vector<Op>& program) {
       os << " ";
       prop::showValue(program[i], os);
     }
-    os << ": " << e.what();
+    os << ": " << e.what() << "\n  its program:" << prop::program_text(program, i);
     sh.report(os.str());
   }
 }
