@@ -488,4 +488,81 @@ TEST(Threads, ManyThreadsLocalChurn) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
+TEST(Threads, TrimStatsAndChecksWhileThreadsWork) {
+  // hak_trim (drains the central pools, purges, unmaps), hak_stats_get and
+  // hak_check_heap run from one thread while others allocate, free across
+  // threads and reallocate.
+  Watchdog dog(60);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> corrupted{0}, faults{0}, trims{0};
+  BlockQueue q;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t)
+    ts.emplace_back([&, t] {
+      std::mt19937_64 rng(500 + t);
+      std::vector<Block> live, outgoing;
+      uint64_t id = uint64_t{static_cast<unsigned>(t)} << 48;
+      for (int i = 0; i < 40000; ++i) {
+        uint64_t r = rng();
+        if (live.size() < 300 && (live.empty() || r % 3 != 0)) {
+          size_t n = r % 50 == 0 ? 128 * KiB + rng() % (3 * MiB) : rng() % 5000;
+          auto* p = static_cast<unsigned char*>(malloc(n));
+          if (p == nullptr) continue;
+          Block b{p, n, ++id};
+          stamp(b);
+          live.push_back(b);
+        } else {
+          size_t k = rng() % live.size();
+          if (!intact(live[k])) corrupted.fetch_add(1);
+          if (r % 7 == 0) {
+            size_t n = rng() % 9000;
+            auto* p = static_cast<unsigned char*>(realloc(live[k].p, n + 1));
+            if (p == nullptr) continue;
+            live[k] = Block{p, n + 1, ++id};
+            stamp(live[k]);
+          } else if (r % 5 == 0) {
+            outgoing.push_back(live[k]);  // someone else frees it
+            live[k] = live.back();
+            live.pop_back();
+            if (outgoing.size() >= 32) q.push(std::move(outgoing));
+          } else {
+            free(live[k].p);
+            live[k] = live.back();
+            live.pop_back();
+          }
+        }
+      }
+      for (const Block& b : live) free(b.p);
+      q.push(std::move(outgoing));
+    });
+  std::thread consumer([&] {
+    std::vector<Block> got;
+    while (q.pop(&got, 64)) {
+      for (const Block& b : got) {
+        if (!intact(b)) corrupted.fetch_add(1);
+        free(b.p);
+      }
+      got.clear();
+    }
+  });
+  std::thread janitor([&] {
+    hak_stats s;
+    while (!stop.load()) {
+      hak_trim();
+      hak_stats_get(&s);
+      if (hak_check_heap() != 0) faults.fetch_add(1);
+      trims.fetch_add(1);
+    }
+  });
+  for (auto& t : ts) t.join();
+  q.close();
+  consumer.join();
+  stop.store(true);
+  janitor.join();
+  EXPECT_EQ(corrupted.load(), 0u);
+  EXPECT_EQ(faults.load(), 0u) << "hak_check_heap() failed while threads worked";
+  EXPECT_GT(trims.load(), 0u);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
 }  // namespace
