@@ -352,6 +352,15 @@ def main():
              "![throughput](throughput.png)", "", "![peak RSS](rss.png)", ""]
     if hp:
         head += ["![hot path](hotpath.png)", ""]
+    md += ["## Reproduce", "",
+           "```",
+           "make bench                                   # build/release, then bench/run with the defaults",
+           "bench/run --quick                            # one 0.3 s repeat of everything, ~1 min",
+           "bench/run --workloads mstress,xmalloc --allocators hakmem,tcmalloc --repeats 9",
+           "bench/callgrind --check                      # hot-path counts, each run twice and compared",
+           "LD_PRELOAD=$PWD/build/release/lib/libhakmem.so build/release/bench/larson --duration=1 --threads=2",
+           "build/release/bench/<workload> --help        # each workload's knobs",
+           "```", ""]
     with open(os.path.join(out, "REPORT.md"), "w") as f:
         f.write("\n".join(head + md) + "\n")
     print("\n".join(report))
