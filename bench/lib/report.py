@@ -290,9 +290,14 @@ def main():
             report += ["Failed runs (not in the medians):"] + text + [""]
             md += ["## Failed runs (not in the medians)", ""] + text + [""]
 
-        gnuplot_histogram(out, "throughput", "Throughput relative to glibc (median ops/sec; higher is better)",
-                          "ratio to glibc (log scale)", allocs,
-                          [(t["workload"], [t["ratio"].get(a, float("nan")) for a in allocs]) for t in thr])
+        if have_glibc:
+            gnuplot_histogram(out, "throughput", "Throughput relative to glibc (median ops/sec; higher is better)",
+                              "ratio to glibc (log scale)", allocs,
+                              [(t["workload"], [t["ratio"].get(a, float("nan")) for a in allocs]) for t in thr])
+        else:
+            gnuplot_histogram(out, "throughput", "Throughput (median ops/sec; higher is better)",
+                              "ops/sec (log scale)", allocs,
+                              [(t["workload"], [t["med"].get(a, float("nan")) for a in allocs]) for t in thr])
         gnuplot_histogram(out, "rss", "Peak RSS (median; lower is better)", "MiB (log scale)", allocs,
                           [(m["workload"], [m["med"][a] / 1024 if a in m["med"] else float("nan") for a in allocs])
                            for m in rss])
