@@ -9,7 +9,8 @@
 // needs no lock); op 9 switches workers, so a block allocated by one thread is
 // freed, reallocated or written by the other. Op 12 runs both workers at
 // once: one allocates and frees a burst of its own while the other frees
-// blocks the first one allocated earlier (concurrent cross-thread frees).
+// blocks the first one allocated earlier (concurrent cross-thread frees),
+// then trims the heap and checks it, still concurrently.
 #include <array>
 #include <condition_variable>
 #include <functional>
@@ -207,6 +208,13 @@ void concurrent(Run& r, int cur, const uint8_t rec[4]) {
     for (auto& e : to_free) {
       r.model.verify_full(e.first, e.second, "block about to be freed by the other thread");
       hak_free(e.first);
+    }
+    // While the other worker allocates: a trim (flush, drain, purge), and a
+    // heap check, which holds every class lock and must find nothing.
+    if (c & 1) hak_trim();
+    if (c & 2) {
+      int faults = hak_check_heap();
+      if (faults != 0) prop::fail("hak_check_heap() = %d while the other thread allocates", faults);
     }
   });
   w[cur].wait();

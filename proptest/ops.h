@@ -179,6 +179,8 @@ inline rc::Gen<Op> gen_op(bool threaded) {
       {4, gen_op_of(Kind::kBurstFree, z32, uniform<uint16_t>(1, 300), z8)},
       {14, gen_op_of(Kind::kSend, z32, uniform<uint16_t>(1, 200), z8)},
       {10, gen_op_of(Kind::kReceive, z32, z16, z8)},
+      {1, gen_op_of(Kind::kTrim, z32, z16, z8)},        // while the other threads allocate
+      {2, gen_op_of(Kind::kCheckHeap, z32, z16, z8)},   // ditto: it takes every class lock
   });
 }
 

@@ -81,6 +81,12 @@ void worker(Shared& sh, int id, int nthreads, const std::vector<Op>& program) {
         send(m, sh, op, nthreads);
       } else if (op.kind == Kind::kReceive) {
         receive(m, sh, id);
+      } else if (op.kind == Kind::kCheckHeap) {
+        // hak_check_heap() holds every class lock, so it must hold up while
+        // other threads allocate; slab descriptors of other threads' blocks
+        // are not stable here, so the per-block header walk waits for the end.
+        int faults = hak_check_heap();
+        if (faults != 0) prop::fail("hak_check_heap() = %d while other threads run", faults);
       } else {
         prop::apply(m, op);
       }
