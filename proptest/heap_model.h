@@ -280,11 +280,13 @@ class HeapModel {
     return b;
   }
 
-  void free_block(void* p) {
+  // `sized`: through hak_free_sized (C++ sized delete) with the size asked for.
+  void free_block(void* p, bool sized = false) {
     const Block& b = block(p);
     verify_full(p, b, "block about to be freed");
+    size_t req = b.req;
     take(p, true);
-    hak_free(p);
+    if (sized) hak_free_sized(p, req); else hak_free(p);
   }
 
   // realloc: the prefix survives; the new block is then rewritten with a new seed.

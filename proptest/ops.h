@@ -24,7 +24,7 @@ enum class Kind : uint8_t {
   kFree,
   kAlignedAlloc,
   kPosixMemalign,
-  kMemalign,      // any alignment: glibc rounds it up to a power of two
+  kMemalign,      // any alignment: glibc rounds it up to a power of two; also valloc, pvalloc
   kUsableSize,    // malloc_usable_size, then write every usable byte
   kBurstAlloc,    // `count` blocks of one size: refills, slab carving
   kBurstFree,     // free `count` live blocks, newest or oldest first: flushes, slab release
@@ -158,7 +158,7 @@ inline rc::Gen<Op> gen_op(bool threaded) {
       {20, gen_op_of(Kind::kFree, z32, z16, z8)},
       {4, gen_op_of(Kind::kAlignedAlloc, gen_size(), z16, gen_align_log(0))},
       {4, gen_op_of(Kind::kPosixMemalign, gen_size(), z16, gen_align_log(3))},
-      {2, gen_op_of(Kind::kMemalign, gen_size(), uniform<uint16_t>(0, 3), gen_align_log(0))},
+      {3, gen_op_of(Kind::kMemalign, gen_size(), uniform<uint16_t>(0, 5), gen_align_log(0))},
       {4, gen_op_of(Kind::kUsableSize, z32, z16, z8)},
       {4, gen_op_of(Kind::kBurstAlloc, gen_burst_size(), uniform<uint16_t>(1, 300), z8)},
       {4, gen_op_of(Kind::kBurstFree, z32, uniform<uint16_t>(1, 300), z8)},
@@ -214,7 +214,7 @@ inline void apply(HeapModel& m, const Op& op) {
       if (!m.empty()) m.realloc_block(m.at(op.pick), 0, op.seed);
       break;
     case Kind::kFree:
-      if (m.empty()) hak_free(nullptr); else m.free_block(m.at(op.pick));
+      if (m.empty()) hak_free(nullptr); else m.free_block(m.at(op.pick), (op.pick2 & 1) != 0);
       break;
     case Kind::kAlignedAlloc: {
       size_t align = size_t{1} << op.align_log;
@@ -231,6 +231,16 @@ inline void apply(HeapModel& m, const Op& op) {
       break;
     }
     case Kind::kMemalign: {
+      if (op.count % 6 == 4) {  // valloc: page aligned
+        m.adopt_new(hak_valloc(op.size), op.size, kPageSize, expect_aligned(kPageSize, op.size), op.seed, false, "valloc");
+        break;
+      }
+      if (op.count % 6 == 5) {  // pvalloc: page aligned, whole pages (at least one)
+        size_t n = (static_cast<size_t>(op.size) + kPageSize - 1) / kPageSize * kPageSize;
+        if (n == 0) n = kPageSize;
+        m.adopt_new(hak_pvalloc(op.size), n, kPageSize, expect_aligned(kPageSize, n), op.seed, false, "pvalloc");
+        break;
+      }
       // count 0: a power of two; 1: one more than it (rounded up); 2: zero (treated as 1); 3: one less.
       size_t pow = size_t{1} << op.align_log;
       size_t asked = op.count == 0 ? pow : op.count == 1 ? pow + 1 : op.count == 2 ? 0 : pow - 1;

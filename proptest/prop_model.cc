@@ -61,8 +61,8 @@ void run_program(const std::vector<Op>& program, bool headers_every_step) {
 }  // namespace
 
 RC_GTEST_PROP(HeapModel, RandomProgramsKeepEveryPromise, ()) {
-  const auto program = *prop::gen_program(false, 1.5);
-  RC_CLASSIFY(program.size() > 100, "long");
+  const auto program = *prop::gen_program(false, 2.5);
+  RC_CLASSIFY(program.size() > 150, "over 150 steps");
   run_program(program, false);
 }
 
