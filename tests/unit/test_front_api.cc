@@ -1,7 +1,17 @@
 // Front box: the C and C++ entry points follow glibc's semantics at every
 // edge. Every C entry point is exercised twice: through the names hakmem
 // replaces (malloc, free, ...) and through the prefixed API (hak_malloc, ...).
+#include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +26,8 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+
+extern char** environ;
 
 extern "C" {
 void* __libc_malloc(size_t);
@@ -796,6 +808,97 @@ TEST(FrontCxx, NewHandlerThatThrows) {
   void* p = ::operator new(100);
   EXPECT_EQ(g_freeing_handler_calls, 0);
   ::operator delete(p);
+}
+
+// ---------------------------------------------------------------- drop-in start-up
+
+// Names of the function symbols in the .symtab of the library that defines
+// hak_malloc.
+std::vector<std::string> library_function_symbols(std::string* path) {
+  std::vector<std::string> out;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&hak_malloc), &info) == 0) return out;
+  *path = info.dli_fname;
+  int fd = open(info.dli_fname, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  struct stat st;
+  fstat(fd, &st);
+  size_t len = static_cast<size_t>(st.st_size);
+  void* mem = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (mem == MAP_FAILED) return out;
+  const char* base = static_cast<const char*>(mem);
+  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
+  const auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
+  for (int i = 0; i < eh->e_shnum; ++i) {
+    if (sh[i].sh_type != SHT_SYMTAB) continue;
+    const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
+    const char* strtab = base + sh[sh[i].sh_link].sh_offset;
+    for (size_t k = 0; k < sh[i].sh_size / sizeof(Elf64_Sym); ++k)
+      if (ELF64_ST_TYPE(syms[k].st_info) == STT_FUNC) out.emplace_back(strtab + syms[k].st_name);
+  }
+  munmap(mem, len);
+  return out;
+}
+
+// Allocations happen before the library's constructors run (libstdc++'s own
+// start-up allocates). A dynamic initializer in hakmem would then reset state
+// those allocations already used: an earlier build re-initialised the ACE
+// event ring's head after the first event was pushed, and the next push spun
+// forever (seen as a bash under LD_PRELOAD hung in setlocale). Everything
+// with static storage must be constant-initialised.
+TEST(FrontDropIn, NoDynamicInitializers) {
+  std::string path;
+  std::vector<std::string> syms = library_function_symbols(&path);
+  ASSERT_FALSE(syms.empty()) << "no .symtab in " << path;
+  for (const std::string& s : syms)
+    EXPECT_NE(s.rfind("_GLOBAL__sub_I_", 0), 0u) << path << " runs a dynamic initializer: " << s;
+}
+
+// Runs `argv` with hakmem preloaded; true if it exits 0 within `secs`.
+bool runs_preloaded(std::vector<std::string> args, double secs, std::string* why) {
+  const char* lib = getenv("HAKMEM_TEST_LIB");
+  std::string path;
+  if (lib == nullptr) {
+    library_function_symbols(&path);
+    lib = path.c_str();
+  }
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e)
+    if (strncmp(*e, "LD_PRELOAD=", 11) != 0) env.emplace_back(*e);
+  env.emplace_back(std::string("LD_PRELOAD=") + lib);
+  std::vector<char*> envp, argv;
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
+    *why = "spawn failed";
+    return false;
+  }
+  for (int waited = 0; waited < static_cast<int>(secs * 100); ++waited) {
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      *why = "status " + std::to_string(status);
+      return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    }
+    usleep(10000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, nullptr, 0);
+  *why = "hung (killed after " + std::to_string(secs) + " s)";
+  return false;
+}
+
+TEST(FrontDropIn, ShellsStartAndExitUnderPreload) {
+  std::string why;
+  EXPECT_TRUE(runs_preloaded({"/bin/sh", "-c", "x=$(echo hi); test \"$x\" = hi"}, 20, &why)) << "/bin/sh: " << why;
+  if (access("/bin/bash", X_OK) == 0) {
+    EXPECT_TRUE(runs_preloaded({"/bin/bash", "-c", "for i in 1 2 3; do a[$i]=$(printf %05d $i); done; [ ${#a[@]} = 3 ]"},
+                               20, &why))
+        << "/bin/bash: " << why;
+  }
 }
 
 }  // namespace
