@@ -14,6 +14,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <deque>
 #include <sstream>
@@ -187,6 +190,158 @@ RC_GTEST_PROP(HeapModelThreads, ProducerConsumer, ()) {
   });
   producer.join();
   consumer.join();
+  if (sh.stop.load()) RC_FAIL(sh.error);
+  RC_ASSERT(hak_check_heap() == 0);
+}
+
+// ---------------------------------------------------------------- thread exit
+
+// Work done from a thread-specific-data destructor: it runs after hakmem's
+// own exit hook (whose key is created first, at initialisation), so these
+// frees and allocations come from a thread that already gave its cache back.
+namespace {
+
+struct ExitWork {
+  Shared* sh;
+  HeapModel* leftovers;  // blocks the thread still held when it exited
+  uint32_t allocs;
+  uint32_t size;
+};
+
+pthread_key_t g_exit_work_key;
+
+void exit_work_destructor(void* arg) {
+  ExitWork* w = static_cast<ExitWork*>(arg);
+  try {
+    // Free every other leftover, allocate new blocks, and hand those and the
+    // rest to the main thread.
+    HeapModel& m = *w->leftovers;
+    for (size_t i = 0; i < m.live(); ++i) m.free_block(m.at(i));
+    for (uint32_t i = 0; i < w->allocs; ++i)
+      m.adopt_new(hak_malloc(w->size), w->size, 0, prop::expect_malloc(w->size), static_cast<uint8_t>(i), false,
+                  "malloc after the exit hook");
+    Op all;
+    all.kind = Kind::kSend;
+    all.count = 65535;
+    all.pick2 = 0;
+    send(m, *w->sh, all, 1);
+  } catch (const std::exception& e) {
+    w->sh->report(std::string("in the thread-exit destructor: ") + e.what());
+  }
+  delete w->leftovers;
+  delete w;
+}
+
+}  // namespace
+
+RC_GTEST_PROP(HeapModelThreads, AllocationsAfterTheThreadExitHook, ()) {
+  static const bool key_ok = pthread_key_create(&g_exit_work_key, exit_work_destructor) == 0;
+  RC_ASSERT(key_ok);
+  const int nthreads = *prop::uniform<int>(1, 4);
+  const auto programs = *rc::gen::container<std::vector<std::vector<Op>>>(
+      static_cast<size_t>(nthreads), prop::gen_program(true, 0.5));
+  const uint32_t allocs = *prop::uniform<uint32_t>(0, 300);
+  const uint32_t size = *prop::gen_burst_size();
+  Shared sh(nthreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < nthreads; ++t)
+    threads.emplace_back([&, t] {
+      auto* m = new HeapModel(&sh.registry);
+      try {
+        const auto& program = programs[static_cast<size_t>(t)];
+        for (size_t i = 0; i < program.size() && !sh.stop.load(); ++i) {
+          const Op& op = program[i];
+          if (op.kind == Kind::kSend || op.kind == Kind::kReceive || op.kind == Kind::kCheckHeap) continue;
+          prop::apply(*m, op);
+        }
+      } catch (const std::exception& e) {
+        sh.report(std::string("thread: ") + e.what());
+      }
+      pthread_setspecific(g_exit_work_key, new ExitWork{&sh, m, allocs, size});
+    });
+  for (auto& t : threads) t.join();
+  if (sh.stop.load()) RC_FAIL(sh.error);
+  HeapModel m(&sh.registry);
+  try {
+    receive(m, sh, 0);
+    m.check_headers();
+    int faults = hak_check_heap();
+    if (faults != 0) prop::fail("hak_check_heap() = %d after the threads exited", faults);
+    m.release_all();
+    faults = hak_check_heap();
+    if (faults != 0) prop::fail("hak_check_heap() = %d after freeing everything", faults);
+  } catch (const std::exception& e) {
+    RC_FAIL(std::string("after the threads exited: ") + e.what());
+  }
+}
+
+// ---------------------------------------------------------------- fork
+
+// fork() while other threads allocate and free: the child (only the forking
+// thread survives) frees blocks it inherited, runs a program of its own, and
+// finds the heap consistent; the parent goes on as if nothing happened.
+RC_GTEST_PROP(HeapModelThreads, ForkWhileOtherThreadsAllocate, ()) {
+  const int busy = *prop::uniform<int>(1, 2);
+  const auto parent_program = *prop::gen_program(false, 0.5);
+  const auto child_program = *prop::gen_program(false, 0.5);
+  Shared sh(busy);
+  std::atomic<bool> done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < busy; ++t)
+    threads.emplace_back([&, t] {
+      HeapModel m(&sh.registry);
+      uint32_t i = 0;
+      try {
+        while (!done.load(std::memory_order_relaxed)) {
+          size_t n = (i * 2654435761u + static_cast<uint32_t>(t) * 97) % 3000;
+          m.adopt_new(hak_malloc(n), n, 0, prop::expect_malloc(n), static_cast<uint8_t>(i), false, "malloc");
+          if (m.live() > 64) m.free_block(m.at(i * 7));
+          ++i;
+        }
+        m.release_all();
+      } catch (const std::exception& e) {
+        sh.report(std::string("busy thread: ") + e.what());
+      }
+    });
+  HeapModel m;  // no registry: the child must not touch the threads' mutex
+  std::string failure;
+  try {
+    for (const Op& op : parent_program)
+      if (op.kind != Kind::kSend && op.kind != Kind::kReceive && op.kind != Kind::kCheckHeap) prop::apply(m, op);
+    fflush(nullptr);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(20);  // a deadlock in the child ends as SIGALRM
+      int code = 0;
+      try {
+        while (!m.empty()) m.free_block(m.at(0));  // inherited blocks
+        HeapModel c;
+        for (const Op& op : child_program)
+          if (op.kind != Kind::kSend && op.kind != Kind::kReceive) prop::apply(c, op);
+        c.verify_all("child");
+        c.release_all();
+        if (hak_check_heap() != 0) code = 3;
+      } catch (const std::exception& e) {
+        fprintf(stderr, "child: %s\n", e.what());
+        code = 2;
+      }
+      _exit(code);
+    }
+    if (pid < 0) prop::fail("fork failed");
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      prop::fail("child: %s %d", WIFEXITED(status) ? "exit status" : "killed by signal",
+                 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    m.verify_all("parent after fork");
+    m.release_all();
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  done.store(true);
+  for (auto& t : threads) t.join();
+  if (!failure.empty()) RC_FAIL(failure + "\n  parent program:" + prop::program_text(parent_program) +
+                                "\n  child program:" + prop::program_text(child_program));
   if (sh.stop.load()) RC_FAIL(sh.error);
   RC_ASSERT(hak_check_heap() == 0);
 }
