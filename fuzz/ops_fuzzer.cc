@@ -176,7 +176,7 @@ void apply(Run& r, const uint8_t rec[4]) {
   if (allocates && !budget(r, want + (size_t{1} << o.align_log), count)) {
     if (o.kind == Kind::kBurstAlloc || !budget(r, 64)) return;
     o.size %= 64;
-    o.align_log = static_cast<uint8_t>(o.align_log % 7);
+    o.align_log = static_cast<uint8_t>(3 + o.align_log % 4);  // posix_memalign needs at least 8
   }
   prop::apply(m, o);
 }
