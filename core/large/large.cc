@@ -84,7 +84,9 @@ void* huge_install(char* base, size_t map_size) {
 }
 
 void* huge_alloc(size_t size, size_t align, bool* zeroed) {
-  size_t usable = round_up(size, kOsPageSize);
+  // A zero-byte request still gets a page: usable size 0 would make the block indistinguishable
+  // from a freed one and break malloc_usable_size's ">= request, nonzero for a live block" answer.
+  size_t usable = round_up(size == 0 ? 1 : size, kOsPageSize);
   size_t map_size = usable + kHugeHeader;
   if (usable < size || map_size < usable) return nullptr;
   size_t a = align > kSegmentSize ? align : kSegmentSize;

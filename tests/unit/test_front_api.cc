@@ -504,15 +504,9 @@ void zero_size_every_alignment(const Api& api) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
-// BUG (core/large/large.cc huge_alloc): a zero-byte request aligned to 4 MiB
-// or more becomes a huge mapping with no usable page (usable size 0: header
-// page only, the user pointer sits just past the end of the mapping).
-// large_usable_size() then reports 0, so hak_owns() says no and free() counts
-// it as a bad free: the mapping leaks, one per call. Repro:
-//   void* p; posix_memalign(&p, 4 << 20, 0); free(p);  // invalid_frees + 1
-// (also aligned_alloc(4 << 20, 0), memalign(8 << 20, 0)). Disabled until a
-// zero-size huge block gets at least one page.
-TEST_P(FrontApi, DISABLED_ZeroSizeEveryAlignment) { zero_size_every_alignment(api()); }
+// Regression: a zero-byte request aligned to 4 MiB or more once became a huge
+// mapping with no usable page, which free() then rejected as foreign.
+TEST_P(FrontApi, ZeroSizeEveryAlignment) { zero_size_every_alignment(api()); }
 
 TEST_P(FrontApi, AbsurdAlignments) {
   // Alignments far beyond any page or segment: either a correctly aligned,
