@@ -20,6 +20,9 @@ struct Batch {
 struct alignas(64) CentralClass {  // own cache line: classes do not contend
   Lock lock;
   uint32_t batches = 0;
+  // The fewest batches the pool held since the last decay pass: that many sat
+  // untouched for a whole period, and go back to their slabs at the next.
+  uint32_t low_water = 0;
   uint64_t pooled_blocks = 0;
   Batch stack[kMaxBatches]{};
 };
@@ -34,6 +37,7 @@ uint32_t central_take(int cls, uint32_t want, void** head) {
   if (c.batches > 0) {
     Batch b = c.stack[--c.batches];
     c.pooled_blocks -= b.count;
+    if (c.batches < c.low_water) c.low_water = c.batches;
     *head = b.head;
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kTls));
     return b.count;
@@ -57,15 +61,36 @@ void central_give(int cls, void* head, uint32_t count) {
   slab_return_blocks(cls, head, count);
 }
 
+namespace {
+
+// Sends the `n` oldest batches (the bottom of the stack) back to their slabs.
+void return_oldest_locked(int cls, CentralClass& c, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) {
+    Batch b = c.stack[i];
+    HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kSlab));
+    c.pooled_blocks -= b.count;
+    slab_return_blocks(cls, b.head, b.count);
+  }
+  for (uint32_t i = n; i < c.batches; ++i) c.stack[i - n] = c.stack[i];
+  c.batches -= n;
+  c.low_water = c.batches;
+}
+
+}  // namespace
+
 void central_drain(int cls) {
   CentralClass& c = g_central[cls];
   LockGuard guard(c.lock);
-  while (c.batches > 0) {
-    Batch b = c.stack[--c.batches];
-    HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kSlab));
-    slab_return_blocks(cls, b.head, b.count);
+  return_oldest_locked(cls, c, c.batches);
+}
+
+void central_decay() {
+  for (int cls = 0; cls < kNumClasses; ++cls) {
+    CentralClass& c = g_central[cls];
+    if (!c.lock.try_lock()) continue;  // busy, so not idle: the next pass will see it
+    return_oldest_locked(cls, c, c.low_water);
+    c.lock.unlock();
   }
-  c.pooled_blocks = 0;
 }
 
 uint64_t central_pooled_blocks(int cls) {

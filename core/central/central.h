@@ -14,8 +14,12 @@ namespace hakmem {
 uint32_t central_take(int cls, uint32_t want, void** head);
 // Hands over a list of `count` blocks linked through word 0.
 void central_give(int cls, void* head, uint32_t count);
-// Sends every pooled batch back to its slabs (malloc_trim, decay).
+// Sends every pooled batch back to its slabs (malloc_trim).
 void central_drain(int cls);
+// One decay pass over every class: batches that stayed in the pool since the
+// last pass go back to their slabs, so that scattered free blocks stop
+// pinning slabs the program no longer uses. Skips a class whose lock is busy.
+void central_decay();
 // Blocks pooled for a class (stats).
 uint64_t central_pooled_blocks(int cls);
 

@@ -130,8 +130,31 @@ bool in_our_memory(const void* p) {
   return slot < kSegmapSlots && g_segmap[slot] != kSlotForeign;
 }
 
+// Memory goes back to the OS on a clock (HAKMEM_DECAY_MS), without a thread
+// of hakmem's own: a background thread would turn single-threaded programs
+// into multi-threaded ones (unshare(CLONE_NEWUSER) then fails, fork gets
+// harder). Instead every slow path, and every kFreesPerPoll-th free of a
+// class (tls_cache_push), polls; at most one thread at a time does the work,
+// and each box's part only try-locks, so a poll never waits on a busy lock.
+std::atomic<uint64_t> g_next_decay_ms{0};
+
+void decay_poll() {
+  uint64_t now = os_now_ms();
+  uint64_t due = g_next_decay_ms.load(std::memory_order_relaxed);
+  if (HAK_LIKELY(now < due)) return;
+  // Pooled blocks return to their slabs after one to two periods, empty
+  // slabs and spans to the OS after the full decay: a quarter of it here
+  // keeps the whole trip within about 1.5 decays.
+  uint64_t period = g_config.decay_ms / 4 + 1;
+  if (!g_next_decay_ms.compare_exchange_strong(due, now + period, std::memory_order_relaxed)) return;
+  central_decay();
+  backend_decay();
+  huge_cache_decay();
+}
+
 void* small_alloc_slow(int cls) {
   front_ensure_init();
+  decay_poll();
   void* p = refill_alloc(cls);
   if (p == nullptr) {
     errno = ENOMEM;
@@ -141,13 +164,17 @@ void* small_alloc_slow(int cls) {
   return p;
 }
 
+// A push returned false: over capacity, or the bin's free tick ran out (or both).
 void free_flush(void* just_freed) {
   front_ensure_init();
-  refill_flush(static_cast<int>(tag_class(segment_of(just_freed)->units[unit_of(just_freed)].tag)));
+  int cls = static_cast<int>(tag_class(segment_of(just_freed)->units[unit_of(just_freed)].tag));
+  if (tls_cache_over_capacity(cls)) refill_flush(cls);
+  if (tls_cache_take_poll(cls)) decay_poll();
 }
 
 void* big_alloc(size_t size, size_t align, bool zero) {
   front_ensure_init();
+  decay_poll();
   if (size > PTRDIFF_MAX) {  // glibc's limit: no object may exceed it
     errno = ENOMEM;
     return nullptr;
@@ -170,6 +197,7 @@ void free_slow(void* p) {
     annotate_free(p, big);
     annotate_returned(p, big);  // spans and mappings are no blocks of the user's any more
     large_free(p);
+    decay_poll();
     return;
   }
   count_bad_free(p, in_our_memory(p));

@@ -83,6 +83,39 @@ void* huge_install(char* base, size_t map_size) {
   return user;
 }
 
+// Takes the cached mapping that serves `map_size` bytes best out of the
+// cache, or returns an entry with base nullptr when the cache is empty.
+// Best fit among those large enough; failing that, the largest, which the
+// caller grows. The caller owns the entry from then on.
+HugeCacheEntry cache_take_locked(size_t map_size) {
+  int best = -1, largest = -1;
+  for (int i = 0; i < g_huge_cached; ++i) {
+    size_t have = g_huge_cache[i].map_size;
+    if (have >= map_size && (best < 0 || have < g_huge_cache[best].map_size)) best = i;
+    if (largest < 0 || have > g_huge_cache[largest].map_size) largest = i;
+  }
+  int pick = best >= 0 ? best : largest;
+  if (pick < 0) return HugeCacheEntry{};
+  HugeCacheEntry e = g_huge_cache[pick];
+  g_huge_cache[pick] = g_huge_cache[--g_huge_cached];
+  g_huge_cached_bytes -= e.map_size;
+  return e;
+}
+
+// Makes the mapping [base, base + have) exactly `want` bytes with its user
+// pointer aligned to `align`, moving its pages rather than copying or
+// faulting them: in place when the kernel can, else to a new aligned
+// reservation. Returns the new base, or nullptr (the mapping is then gone).
+char* reshape_mapping(char* base, size_t have, size_t want, size_t align) {
+  bool aligned = (reinterpret_cast<uintptr_t>(base + kHugeHeader) & (align - 1)) == 0;
+  if (aligned && os_remap_in_place(base, have, want)) return base;
+  char* target = static_cast<char*>(os_map_aligned(want, align, kHugeHeader));
+  if (target != nullptr && os_remap_to(base, have, target, want)) return target;
+  if (target != nullptr) os_unmap(target, want);
+  os_unmap(base, have);
+  return nullptr;
+}
+
 void* huge_alloc(size_t size, size_t align, bool* zeroed) {
   // A zero-byte request still gets a page: usable size 0 would make the block indistinguishable
   // from a freed one and break malloc_usable_size's ">= request, nonzero for a live block" answer.
@@ -90,30 +123,29 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
   size_t map_size = usable + kHugeHeader;
   if (usable < size || map_size < usable) return nullptr;
   size_t a = align > kSegmentSize ? align : kSegmentSize;
+  HugeCacheEntry e;
   {
     LockGuard guard(g_huge_lock);
     expire_cache_locked(os_now_ms());
-    // Best fit among cached mappings that satisfy size and alignment.
-    int best = -1;
-    for (int i = 0; i < g_huge_cached; ++i) {
-      const HugeCacheEntry& e = g_huge_cache[i];
-      if (e.map_size >= map_size && (reinterpret_cast<uintptr_t>(e.base + kHugeHeader) & (a - 1)) == 0 &&
-          (best < 0 || e.map_size < g_huge_cache[best].map_size))
-        best = i;
-    }
-    if (best >= 0) {
-      HugeCacheEntry e = g_huge_cache[best];
-      g_huge_cache[best] = g_huge_cache[--g_huge_cached];
-      g_huge_cached_bytes -= e.map_size;
-      // Keep at most a quarter more than asked for; give the tail back.
-      size_t keep = e.map_size;
-      if (e.map_size - map_size > map_size / 4 && os_remap_in_place(e.base, e.map_size, map_size)) {
-        g_counters.huge_mapped_bytes.sub(e.map_size - map_size);
-        keep = map_size;
-      }
+    e = cache_take_locked(map_size);
+  }
+  if (e.base != nullptr) {
+    // A cached mapping's pages are resident: reusing them spares the faults
+    // that made allocate/free loops of huge blocks slow. One up to 8 times
+    // the request is handed out whole (trimming it would make the next,
+    // larger request fault the tail in again); a larger one is cut to size,
+    // a smaller one grown, both by moving pages, never by copying them.
+    bool aligned = (reinterpret_cast<uintptr_t>(e.base + kHugeHeader) & (a - 1)) == 0;
+    bool whole = aligned && e.map_size >= map_size && e.map_size / 8 <= map_size;
+    size_t keep = whole ? e.map_size : map_size;
+    char* base = whole ? e.base : reshape_mapping(e.base, e.map_size, keep, a);
+    if (keep > e.map_size) g_counters.huge_mapped_bytes.add(keep - e.map_size);
+    else g_counters.huge_mapped_bytes.sub(e.map_size - keep);
+    if (base != nullptr) {
       *zeroed = false;
-      return huge_install(e.base, keep);
+      return huge_install(base, keep);
     }
+    g_counters.huge_mapped_bytes.sub(keep);  // reshape_mapping gave it up
   }
   char* base = static_cast<char*>(os_map_aligned(map_size, a, kHugeHeader));
   if (base == nullptr) return nullptr;
@@ -227,6 +259,12 @@ void* huge_resize(void* p, size_t new_size) {
     g_counters.huge_mapped_bytes.sub(old_size - map_size);
   }
   return h->user;
+}
+
+void huge_cache_decay() {
+  if (!g_huge_lock.try_lock()) return;
+  expire_cache_locked(os_now_ms());
+  g_huge_lock.unlock();
 }
 
 void huge_cache_trim() {

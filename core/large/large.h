@@ -27,6 +27,9 @@ size_t large_usable_size(const void* p);
 // Resizes a huge block with mremap (no copy). Returns the new pointer, or
 // nullptr if p is not huge or the kernel refused (p is then untouched).
 void* huge_resize(void* p, size_t new_size);
+// Unmaps the cached huge mappings that waited longer than the decay, unless
+// another thread holds the cache (the front's decay poll never waits).
+void huge_cache_decay();
 // Unmaps every cached huge mapping.
 void huge_cache_trim();
 uint64_t huge_cached_bytes();

@@ -64,8 +64,9 @@ HAK_COLD void exited_thread_flush(int cls) {
   TlsBin& bin = t_cache.bins[cls];
   uint32_t count = tls_bin_count(bin);
   if (count > 0) central_give(cls, bin.head, count);
-  g_counters.cls[cls].frees.add(bin.frees);
+  g_counters.cls[cls].frees.add(tls_bin_frees(t_cache, cls));
   bin = TlsBin{};
+  t_cache.free_ticks_granted[cls] = 0;
 }
 
 void thread_register() {

@@ -8,21 +8,19 @@ uint8_t g_segmap[kSegmapSlots];
 
 namespace {
 
-// Dirty (released but resident) memory beyond this is purged at once instead
-// of waiting for the decay: it bounds RSS after a large free wave.
-constexpr uint64_t kDirtyCapUnits = (4u << 20) / kUnitSize;
-// Fully empty segments kept mapped for reuse (their units are still purged
-// by the decay); more than this are unmapped as soon as they empty.
-constexpr uint64_t kSpareSegments = 1;
+// Dirty (released but still resident) memory waits for the decay so that a
+// program that frees and allocates again in waves reuses its pages instead of
+// faulting them in anew. Beyond this much, the oldest dirty segments are
+// purged at once, down to half of it: it bounds RSS after a large free wave
+// without purging everything (which made every wave fault all its pages in).
+constexpr uint64_t kDirtyCapUnits = (32u << 20) / kUnitSize;
 
 Lock g_backend_lock;
 Segment* g_segments_head = nullptr;  // non-full segments first, full ones after
 Segment* g_segments_tail = nullptr;
 uint64_t g_segment_count = 0;
-uint64_t g_empty_segments = 0;
 uint64_t g_dirty_units = 0;
 uint64_t g_returned_bytes = 0;
-uint64_t g_last_purge_ms = 0;
 uint64_t g_slab_count[kNumClasses];
 
 // Per class: slabs that still have blocks to give (returned or never carved).
@@ -54,12 +52,14 @@ void list_push_back(Segment* s) {
   g_segments_tail = s;
 }
 
-int find_run(const Segment* s, uint32_t units, uint32_t align_units) {
+// First unit of a run of `units` units, at a multiple of `align_units`, all
+// of whose units are set in `avail`; -1 if there is none.
+int find_run(uint64_t avail, uint32_t units, uint32_t align_units) {
   if (units > static_cast<uint32_t>(kUnitsPerSegment - 1)) return -1;
   uint64_t want = run_mask(units, 0);
   int step = static_cast<int>(align_units);
   for (int u = step; u + static_cast<int>(units) <= kUnitsPerSegment; u += step)
-    if (((s->used_mask >> u) & want) == 0) return u;
+    if (((avail >> u) & want) == want) return u;
   return -1;
 }
 
@@ -70,7 +70,6 @@ Segment* segment_create() {
   s->used_mask = 1;                         // unit 0: this header
   g_segmap[segmap_slot(s)] = kSlotSegment;
   ++g_segment_count;
-  ++g_empty_segments;
   list_push_front(s);
   return s;
 }
@@ -79,7 +78,6 @@ void segment_destroy(Segment* s) {
   list_remove(s);
   g_segmap[segmap_slot(s)] = kSlotForeign;
   --g_segment_count;
-  --g_empty_segments;
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
   g_returned_bytes += kSegmentSize;
   os_unmap(s, kSegmentSize);
@@ -99,28 +97,38 @@ void purge_segment(Segment* s) {
   s->dirty_mask = 0;
 }
 
+// Gives a segment's dirty units back: an empty segment is unmapped whole.
+void release_dirty(Segment* s) {
+  if (s->used_mask == 1) segment_destroy(s);
+  else purge_segment(s);
+}
+
+// The decay: every segment whose oldest dirty unit has waited at least the
+// decay (every segment when `force`).
 void purge_locked(uint64_t now, bool force) {
-  g_last_purge_ms = now;
   const uint64_t decay = g_config.decay_ms;
   for (Segment* s = g_segments_head; s != nullptr;) {
     Segment* next = s->next;
-    bool old = force || now - s->dirty_since_ms >= decay;
-    if (s->used_mask == 1 && old) {
-      segment_destroy(s);
-    } else if (s->dirty_mask != 0 && old) {
-      purge_segment(s);
-    }
+    if ((s->dirty_mask != 0 || s->used_mask == 1) && (force || now - s->dirty_since_ms >= decay)) release_dirty(s);
     s = next;
   }
 }
 
-void maybe_purge_locked() {
-  uint64_t now = os_now_ms();
-  if (g_config.decay_ms == 0 || g_dirty_units > kDirtyCapUnits) {
-    purge_locked(now, true);
-  } else if (now - g_last_purge_ms >= g_config.decay_ms / 2 + 1) {
-    purge_locked(now, false);
+// Over the cap: oldest first, down to half the cap. Rare (the hysteresis), so
+// a walk per segment released is cheap enough.
+void purge_excess_locked() {
+  while (g_dirty_units > kDirtyCapUnits / 2) {
+    Segment* oldest = nullptr;
+    for (Segment* s = g_segments_head; s != nullptr; s = s->next)
+      if (s->dirty_mask != 0 && (oldest == nullptr || s->dirty_since_ms < oldest->dirty_since_ms)) oldest = s;
+    if (oldest == nullptr) break;
+    release_dirty(oldest);
   }
+}
+
+void maybe_purge_locked() {
+  if (g_config.decay_ms == 0) purge_locked(0, true);
+  else if (g_dirty_units > kDirtyCapUnits) purge_excess_locked();
 }
 
 void partial_push(int cls, Slab* s) {
@@ -150,17 +158,23 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   maybe_purge_locked();
   Segment* seg = nullptr;
   int first = -1;
+  // Units still resident from an earlier run first: reusing them costs no
+  // page faults. Then the first free stretch anywhere.
   for (Segment* s = g_segments_head; s != nullptr && s->used_mask != kAllUnits; s = s->next) {
-    first = find_run(s, units, align_units);
+    if (__builtin_popcountll(s->dirty_mask) < static_cast<int>(units)) continue;
+    first = find_run(s->dirty_mask, units, align_units);
     if (first >= 0) { seg = s; break; }
+  }
+  for (Segment* s = g_segments_head; seg == nullptr && s != nullptr && s->used_mask != kAllUnits; s = s->next) {
+    first = find_run(~s->used_mask, units, align_units);
+    if (first >= 0) seg = s;
   }
   if (seg == nullptr) {
     seg = segment_create();
     if (seg == nullptr) return nullptr;
-    first = find_run(seg, units, align_units);
+    first = find_run(~seg->used_mask, units, align_units);
     if (first < 0) return nullptr;  // cannot happen for runs the callers ask for
   }
-  if (seg->used_mask == 1) --g_empty_segments;
   uint64_t mask = run_mask(units, first);
   seg->used_mask |= mask;
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
@@ -205,20 +219,18 @@ void backend_free_run(Slab* run) {
     list_remove(seg);
     list_push_front(seg);
   }
-  if (seg->used_mask == 1) {
-    if (g_empty_segments >= kSpareSegments) {
-      ++g_empty_segments;
-      segment_destroy(seg);
-    } else {
-      ++g_empty_segments;
-    }
-  }
   maybe_purge_locked();
 }
 
 void backend_purge(bool force) {
   LockGuard guard(g_backend_lock);
   purge_locked(os_now_ms(), force);
+}
+
+void backend_decay() {
+  if (!g_backend_lock.try_lock()) return;  // busy: the next poll comes soon
+  purge_locked(os_now_ms(), false);
+  g_backend_lock.unlock();
 }
 
 void backend_fork_prepare() { g_backend_lock.lock(); }

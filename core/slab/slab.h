@@ -127,8 +127,11 @@ Segment* slab_segment(const Slab* run);
 int slab_first_unit(const Slab* run);
 HAK_INLINE char* slab_start(Slab* run) { return unit_address(slab_segment(run), slab_first_unit(run)); }
 // Purges dirty units older than the decay (all of them when `force`) and
-// unmaps empty segments. Called from slow paths and malloc_trim().
+// unmaps empty segments (malloc_trim()).
 void backend_purge(bool force);
+// The same without `force`, unless another thread holds the backend: the
+// front's decay poll, which must never wait.
+void backend_decay();
 // Serialises the backend across fork() (see front).
 void backend_fork_prepare();
 void backend_fork_parent();

@@ -18,7 +18,11 @@ struct TlsBin {
   int32_t room;
   uint16_t cap;     // from the policy of the last refill (0: the refill engine has not seen this bin)
   uint16_t batch;   // blocks per flush, same source
-  uint64_t frees;   // the one counter on the hot path; allocations are derived (tls_cache_counts)
+  // Frees left before this bin next calls on the slow path even though it is
+  // not over capacity (see tls_cache_push). The one counter on the hot path:
+  // the thread's frees are ThreadCache::free_ticks_granted - free_tick, and
+  // its allocations are derived from those (tls_cache_counts).
+  int64_t free_tick;
   int64_t net_in;   // blocks the refill engine brought in minus those it sent out
 };
 static_assert(sizeof(TlsBin) == 32, "a bin is indexed with one shift");
@@ -26,6 +30,7 @@ static_assert(sizeof(TlsBin) == 32, "a bin is indexed with one shift");
 struct ThreadCache {
   TlsBin bins[kNumClasses];
   ClassCounters counters[kNumClasses];      // slow-path counts: misses, refills, flushes
+  int64_t free_ticks_granted[kNumClasses];  // sum of every grant to a bin's free_tick
   uint64_t ops_at_last_event[kNumClasses];  // allocs + frees when ACE last heard from a class
   ThreadCache* next;                        // registry of live threads (stats)
   ThreadCache* prev;
@@ -52,15 +57,44 @@ HAK_INLINE void* tls_cache_pop(size_t cls) {
   return block;
 }
 
-// Pushes a block; returns false when the list has grown past its capacity
-// (the caller then flushes a batch to the central pool).
+// A bin's free_tick is granted this many frees at a time. A program whose
+// every malloc and free hits its thread cache would otherwise never reach a
+// slow path again, and freed memory elsewhere (the central pool, empty slabs,
+// cached huge mappings) would never see its decay run. Large enough that the
+// poll costs well under an instruction per free, small enough that even a
+// few hundred frees a second keep the decay on time.
+constexpr int64_t kFreesPerPoll = 256;
+
+// Pushes a block; returns false when the caller must take the slow path: the
+// list has grown past its capacity (tls_cache_over_capacity: flush a batch),
+// or the bin's free tick ran out (tls_cache_take_poll: poll the decay).
 HAK_INLINE bool tls_cache_push(size_t cls, void* block) {
   HAK_CONTRACT(contracts::block_enters_list(block, cls));
   TlsBin& bin = t_cache.bins[cls];
   *static_cast<void**>(block) = bin.head;
   bin.head = block;
-  ++bin.frees;
-  return HAK_LIKELY(--bin.room >= 0);
+  if (HAK_UNLIKELY(--bin.room < 0)) {
+    --bin.free_tick;  // counted here so that the common path needs one test per counter
+    return false;
+  }
+  return HAK_LIKELY(--bin.free_tick >= 0);  // zero in a fresh bin: its first free also polls
+}
+
+HAK_INLINE bool tls_cache_over_capacity(int cls) { return t_cache.bins[cls].room < 0; }
+
+// After a push returned false: true (once) when the bin's tick ran out, with
+// a new grant of frees made.
+HAK_INLINE bool tls_cache_take_poll(int cls) {
+  TlsBin& bin = t_cache.bins[cls];
+  if (bin.free_tick >= 0) return false;
+  bin.free_tick += kFreesPerPoll;
+  t_cache.free_ticks_granted[cls] += kFreesPerPoll;
+  return true;
+}
+
+// The thread's frees of a class so far.
+inline uint64_t tls_bin_frees(const ThreadCache& tc, int cls) {
+  return static_cast<uint64_t>(tc.free_ticks_granted[cls] - tc.bins[cls].free_tick);
 }
 
 // A class's counters in one thread, allocations included: every block the
@@ -69,8 +103,8 @@ HAK_INLINE bool tls_cache_push(size_t cls, void* block) {
 inline ClassCounters tls_cache_counts(const ThreadCache& tc, int cls) {
   const TlsBin& bin = tc.bins[cls];
   ClassCounters c = tc.counters[cls];
-  c.frees = bin.frees;
-  c.allocs = static_cast<uint64_t>(bin.net_in + static_cast<int64_t>(bin.frees) - tls_bin_count(bin));
+  c.frees = tls_bin_frees(tc, cls);
+  c.allocs = static_cast<uint64_t>(bin.net_in + static_cast<int64_t>(c.frees) - tls_bin_count(bin));
   return c;
 }
 

@@ -122,26 +122,21 @@ size_t one_gib_cycle(bool cross, bool trim, std::string* report) {
            static_cast<size_t>(s.segments), static_cast<size_t>(s.bytes_dirty / MiB),
            static_cast<size_t>(s.bytes_in_use / KiB));
   *report = buf;
+  printf("%s\n", buf);  // the figures, also when the test passes
   EXPECT_GT(peak.load(), 600 * MiB) << "the workload did not make 1 GiB resident";
   return end;
 }
 
-// BUG (core/central/central.cc): after 1 GiB of small and mid blocks is
-// freed (live heap: ~80 KiB), RSS stays at ~210 MiB (shuffled frees; ~60 MiB
-// when freed in allocation order) with ~1 GiB still mapped in ~280 segments,
-// for as long as the program runs; only hak_trim() gives it back. The central
-// pool keeps up to 1 MiB (32 batches) of free blocks per class with no decay,
-// and those blocks, scattered over many slabs, keep every one of those slabs
-// (and their segments) from emptying: ~1300 slabs stay alive for 49 x 1 MiB
-// of pooled blocks. DESIGN.md §1 ("empty slabs ... go back to the OS after a
-// short decay; peak RSS stays close to the live heap") and README's
-// HAKMEM_DECAY_MS say otherwise. Disabled until pooled blocks decay too.
-TEST(MemoryReturn, DISABLED_OneGiBFreedThenIdle) {
+// The issue's own figure: 1 GiB of small and mid blocks over two threads,
+// all freed (shuffled, so the last blocks of each slab come back late), then
+// two seconds of light traffic that the thread caches serve alone: the decay
+// must still run, and the central pool's scattered blocks must not pin slabs.
+TEST(MemoryReturn, OneGiBFreedThenIdle) {
   std::string report;
   size_t end = one_gib_cycle(false, false, &report);
   EXPECT_LT(end, 64 * MiB) << report;
 }
-TEST(MemoryReturn, DISABLED_OneGiBFreedByTheOtherThreadThenIdle) {
+TEST(MemoryReturn, OneGiBFreedByTheOtherThreadThenIdle) {
   std::string report;
   size_t end = one_gib_cycle(true, false, &report);
   EXPECT_LT(end, 64 * MiB) << report;
@@ -199,14 +194,7 @@ TEST(MemoryReturn, TrimReturnsRss) {
   EXPECT_LT(end, start + 16 * MiB) << "RSS " << start / MiB << " -> " << full / MiB << " -> " << end / MiB << " MiB";
 }
 
-// BUG (core/large/large.cc): a freed huge block waits in the huge cache (up
-// to 32 MiB) with its pages resident, and the cache only expires entries
-// inside huge_alloc()/huge_free(): a program that makes no further huge
-// allocation keeps them resident forever (here 24 MiB, 2.5 s after the free,
-// with the default 1000 ms decay). README: HAKMEM_DECAY_MS is "how long freed
-// memory stays resident before it returns to the OS". Disabled until cached
-// huge mappings are purged or unmapped by the decay from other paths too.
-TEST(MemoryReturn, DISABLED_FreedHugeBlockLeavesRssAfterDecay) {
+TEST(MemoryReturn, FreedHugeBlockLeavesRssAfterDecay) {
   // A freed huge block may wait in the huge cache for reuse, but not
   // resident forever: after the decay (1 s by default) and some ordinary
   // small-block traffic, its pages are gone.
@@ -225,17 +213,12 @@ TEST(MemoryReturn, DISABLED_FreedHugeBlockLeavesRssAfterDecay) {
                                   << " MiB; huge cache holds " << s.huge_cached_bytes / MiB << " MiB";
 }
 
-// BUG (core/slab/slab.cc): the decay purge runs only inside
-// backend_alloc_run()/backend_free_run(). Freed spans and slabs below the
-// 4 MiB dirty cap stay resident for as long as the program makes no further
-// slab or span allocation (here 3 x 1 MiB spans, 2.5 s after the free, with a
-// 1000 ms decay and steady small-block traffic served by the thread cache).
-// Bounded (4 MiB), but README's HAKMEM_DECAY_MS promises the decay. Disabled
-// until the decay also runs from paths an idle program takes.
-TEST(MemoryReturn, DISABLED_FreedLargeSpansLeaveRssAfterDecay) {
+// Spans under the dirty cap return only through the decay, which a program
+// whose small blocks all come from its thread cache still runs.
+TEST(MemoryReturn, FreedLargeSpansLeaveRssAfterDecay) {
   size_t start = rss_bytes();
   std::vector<void*> v;
-  for (int i = 0; i < 3; ++i) {  // 3 x 1 MiB spans: under the 4 MiB dirty cap, so only the decay returns them
+  for (int i = 0; i < 3; ++i) {  // 3 x 1 MiB spans: under the dirty cap, so only the decay returns them
     void* p = malloc(1 * MiB);
     memset(p, 1, 1 * MiB);
     v.push_back(p);

@@ -1,0 +1,158 @@
+// Large box and memory reuse: blocks freed and allocated again in waves reuse
+// their resident pages instead of faulting them in anew. Each test counts the
+// process's minor page faults (getrusage), which do not depend on timing: a
+// wave that faults every page it writes is the storm these tests exist for.
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+
+namespace {
+
+constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+constexpr size_t kPage = 4096;
+
+long minor_faults() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+void touch_pages(void* p, size_t n) {
+  char* c = static_cast<char*>(p);
+  for (size_t i = 0; i < n; i += kPage) c[i] = static_cast<char>(i);
+}
+
+// Huge blocks (5-25 MB, as in the bench's huge-loop) allocated, written and
+// freed one at a time: after the first few, the cached mapping is reused and
+// grown by moving pages, so faults stay near one block's worth in total,
+// not one block's worth per round.
+TEST(Large, HugeLoopReusesItsPages) {
+  std::mt19937 rng(3);
+  auto next_size = [&] { return 5 * MiB + rng() % (20 * MiB); };
+  for (int i = 0; i < 3; ++i) {  // warm-up: the cache learns the largest size
+    size_t n = 25 * MiB;
+    void* p = malloc(n);
+    touch_pages(p, n);
+    free(p);
+  }
+  constexpr int kRounds = 40;
+  long before = minor_faults();
+  size_t pages_written = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    size_t n = next_size();
+    void* p = malloc(n);
+    ASSERT_NE(p, nullptr);
+    touch_pages(p, n);
+    pages_written += n / kPage;
+    free(p);
+  }
+  long faults = minor_faults() - before;
+  EXPECT_LT(static_cast<size_t>(faults), pages_written / 20)
+      << faults << " page faults for " << pages_written << " pages written over " << kRounds
+      << " huge blocks: freed mappings are not reused";
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_LE(s.huge_cached_bytes, 32 * MiB);
+}
+
+// A huge request larger than any cached mapping grows one (mremap) instead
+// of mapping fresh memory beside it: the resident pages move along, and the
+// cache does not keep a second mapping alive.
+TEST(Large, HugeCacheGrowsAMappingInsteadOfMappingAFreshOne) {
+  hak_trim();
+  void* p = malloc(6 * MiB);
+  touch_pages(p, 6 * MiB);
+  free(p);
+  hak_stats s;
+  hak_stats_get(&s);
+  ASSERT_GE(s.huge_cached_bytes, 6 * MiB) << "the freed block was not cached: the test proves nothing";
+  void* q = malloc(9 * MiB);
+  ASSERT_NE(q, nullptr);
+  touch_pages(q, 9 * MiB);
+  hak_stats_get(&s);
+  EXPECT_EQ(s.huge_cached_bytes, 0u) << "the cached mapping was left beside a fresh one";
+  EXPECT_LE(s.bytes_mapped - s.segments * 4 * MiB, 9 * MiB + 2 * kPage) << "huge mappings beyond the live block";
+  EXPECT_GE(malloc_usable_size(q), 9 * MiB);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(q) % (4 * MiB), 0u);
+  free(q);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A cached mapping far larger than the request is cut to size: a small huge
+// block must not pin a large one's pages.
+TEST(Large, SmallHugeRequestDoesNotPinALargeCachedMapping) {
+  void* p = malloc(30 * MiB);
+  touch_pages(p, 30 * MiB);
+  free(p);
+  void* q = malloc(3 * MiB);
+  ASSERT_NE(q, nullptr);
+  EXPECT_LT(malloc_usable_size(q), 8 * MiB);
+  free(q);
+  hak_trim();
+}
+
+// Large spans (64 KiB - 2 MiB) churned through 32 slots, every page written:
+// freed spans are reused while resident.
+TEST(Large, SpanChurnReusesItsPages) {
+  std::mt19937 rng(4);
+  auto next_size = [&] {
+    int bits = 16 + static_cast<int>(rng() % 5);  // 64 KiB .. 1 MiB, log-uniform
+    size_t lo = size_t{1} << bits;
+    return lo + rng() % lo;
+  };
+  void* slots[32] = {};
+  size_t pages_written = 0;
+  long before = 0;
+  for (int round = 0; round < 4000; ++round) {
+    if (round == 1000) {  // after the warm-up
+      before = minor_faults();
+      pages_written = 0;
+    }
+    int i = static_cast<int>(rng() % 32);
+    free(slots[i]);
+    size_t n = next_size();
+    slots[i] = malloc(n);
+    ASSERT_NE(slots[i], nullptr);
+    touch_pages(slots[i], n);
+    pages_written += n / kPage;
+  }
+  long faults = minor_faults() - before;
+  for (void* p : slots) free(p);
+  EXPECT_LT(static_cast<size_t>(faults), pages_written / 20)
+      << faults << " page faults for " << pages_written << " pages written: freed spans are not reused";
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// Waves of 1600 blocks of 4 KiB (6.4 MiB) allocated and all freed, as in
+// glibc's simple bench: the slabs emptied by one wave serve the next.
+TEST(Large, SlabWavesReuseTheirPages) {
+  std::vector<void*> v(1600);
+  size_t pages_written = 0;
+  long before = 0;
+  for (int wave = 0; wave < 60; ++wave) {
+    if (wave == 10) {
+      before = minor_faults();
+      pages_written = 0;
+    }
+    for (auto& p : v) {
+      p = malloc(4096);
+      touch_pages(p, 4096);
+      ++pages_written;
+    }
+    for (void* p : v) free(p);
+  }
+  long faults = minor_faults() - before;
+  EXPECT_LT(static_cast<size_t>(faults), pages_written / 20)
+      << faults << " page faults for " << pages_written << " pages written: emptied slabs are purged between waves";
+}
+
+}  // namespace
