@@ -11,8 +11,8 @@ namespace {
 
 constexpr uint64_t kHugeMagic = 0x68616b6d68756765ull;  // "hakmhuge"
 constexpr size_t kHugeHeader = kOsPageSize;
-constexpr int kHugeCacheEntries = 8;
-constexpr uint64_t kHugeCacheBytes = uint64_t{32} << 20;
+constexpr int kHugeCacheEntries = 16;
+constexpr uint64_t kHugeCacheBytes = uint64_t{64} << 20;
 
 struct HugeHeader {
   uint64_t magic;

@@ -13,7 +13,7 @@ namespace {
 // faulting them in anew. Beyond this much, the oldest dirty segments are
 // purged at once, down to half of it: it bounds RSS after a large free wave
 // without purging everything (which made every wave fault all its pages in).
-constexpr uint64_t kDirtyCapUnits = (32u << 20) / kUnitSize;
+constexpr uint64_t kDirtyCapUnits = (64u << 20) / kUnitSize;
 
 Lock g_backend_lock;
 Segment* g_segments_head = nullptr;  // non-full segments first, full ones after

@@ -61,7 +61,7 @@ TEST(Large, HugeLoopReusesItsPages) {
       << " huge blocks: freed mappings are not reused";
   hak_stats s;
   hak_stats_get(&s);
-  EXPECT_LE(s.huge_cached_bytes, 32 * MiB);
+  EXPECT_LE(s.huge_cached_bytes, 64 * MiB);  // the cache's budget
 }
 
 // A huge request larger than any cached mapping grows one (mremap) instead
