@@ -11,10 +11,15 @@ namespace hakmem {
 
 namespace {
 
-// Arms: the default batch scaled by 1/2, 1 or 2, times a capacity of 2 or 4 batches.
-constexpr int kArms = 6;
-constexpr uint32_t kBatchNum[kArms] = {1, 1, 2, 2, 4, 4};   // batch = default * num / 2
-constexpr uint32_t kCapMul[kArms] = {2, 4, 2, 4, 2, 4};
+// Arms: the default batch scaled by 1/2, 1, 2 or 4, times a capacity of 2, 8
+// or 32 batches. The wide capacities are for programs that free and allocate
+// in waves of thousands of blocks of one class: a cache that holds a whole
+// wave takes no slow path at all, where two batches take one per batch.
+constexpr int kArms = 12;
+constexpr uint32_t kBatchNum[kArms] = {1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8};  // batch = default * num / 2
+constexpr uint32_t kCapMul[kArms] = {2, 8, 32, 2, 8, 32, 2, 8, 32, 2, 8, 32};
+constexpr uint32_t kDefaultArm = 3;  // batch x1, capacity 2 batches: ace_default_policy
+constexpr uint32_t kMaxCap = 2048;
 // A class's epoch ends after this many slow events; then its arm is scored.
 constexpr uint32_t kEpochEvents = 64;
 // Run a learning step once per this many pushed events.
@@ -23,7 +28,7 @@ constexpr uint64_t kLearnEvery = 256;
 struct ClassLearner {
   uint64_t ops = 0;       // in the current epoch
   uint32_t slow = 0;
-  uint32_t arm = 1;       // the default arm (batch x1, cap x2) plays first
+  uint32_t arm = kDefaultArm;  // plays first
   uint32_t pulls[kArms] = {};
   double reward_sum[kArms] = {};
   uint64_t total_pulls = 0;
@@ -42,7 +47,7 @@ ClassPolicy arm_policy(int cls, uint32_t arm) {
   uint32_t batch = d.batch * kBatchNum[arm] / 2;
   if (batch < 1) batch = 1;
   uint32_t cap = batch * kCapMul[arm];
-  if (cap > 1024) cap = 1024;
+  if (cap > kMaxCap) cap = kMaxCap;
   return ClassPolicy{static_cast<uint16_t>(batch), static_cast<uint16_t>(cap)};
 }
 

@@ -7,10 +7,10 @@ namespace hakmem {
 
 namespace {
 
-constexpr uint32_t kMaxBatches = 32;
+constexpr uint32_t kMaxBatches = 64;
 // At most this many bytes of a class wait in its pool; the rest go back to
 // the slabs so that empty slabs can return to the OS.
-constexpr uint64_t kPoolBytesPerClass = 1u << 20;
+constexpr uint64_t kPoolBytesPerClass = 4u << 20;
 
 struct Batch {
   void* head = nullptr;

@@ -108,15 +108,15 @@ AceStats ace_stats_now() {
   return s;
 }
 
-// The arms the learner may choose for a class: default batch x1/2, x1, x2
-// (at least 1), capacity 2 or 4 batches (at most 1024).
+// The arms the learner may choose for a class: default batch x1/2, x1, x2,
+// x4 (at least 1), capacity 2, 8 or 32 batches (at most 2048).
 bool is_an_arm(int cls, ClassPolicy p) {
   ClassPolicy d = ace().default_policy(cls);
-  for (uint32_t num : {1u, 2u, 4u}) {
+  for (uint32_t num : {1u, 2u, 4u, 8u}) {
     uint32_t batch = d.batch * num / 2;
     if (batch < 1) batch = 1;
-    for (uint32_t mul : {2u, 4u}) {
-      uint32_t cap = std::min<uint32_t>(batch * mul, 1024);
+    for (uint32_t mul : {2u, 8u, 32u}) {
+      uint32_t cap = std::min<uint32_t>(batch * mul, 2048);
       if (p.batch == batch && p.cap == cap) return true;
     }
   }
@@ -180,7 +180,9 @@ TEST(Ace, ChurnOnOneClassMakesTheLearnerLearn) {
   AceStats a0 = ace_stats_now();
   hak_stats s0;
   hak_stats_get(&s0);
-  churn_class(4096, 2000, 100);  // ~ tens of thousands of refills and flushes
+  // Waves of 3000 blocks: more than the widest arm's capacity (2048), so
+  // every arm keeps reaching the slow path, thousands of times.
+  churn_class(4096, 300, 3000);
   hak_stats s1;
   hak_stats_get(&s1);
   AceStats a1 = ace_stats_now();
