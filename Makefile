@@ -6,12 +6,13 @@
 #   make check      only the release build's tests
 #   make demo       run a real program under hakmem beside glibc, with hakmem's statistics
 #   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc
+#   make gate       the merge gate: a quick benchmark run checked against bench/thresholds
 #   make deps       install the Debian packages the build, tests and benchmarks need
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: clang all release test check demo bench deps clean fuzz fuzz-smoke contracts asan tsan valgrind
+.PHONY: clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan tsan valgrind
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -39,6 +40,9 @@ demo:
 bench: release
 	bash bench/run $(BENCH_ARGS)
 
+gate: release
+	bash bench/gate
+
 # The library and the stress tests built by clang++, warnings as errors.
 clang:
 	$(CMAKE) -S . -B $(BUILD)/clang -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=clang \
@@ -47,12 +51,14 @@ clang:
 	cd $(BUILD)/clang && ctest --output-on-failure -L stress
 
 # Release code with every contract checker compiled in, and the tests that
-# make each checker fire.
+# make each checker fire; then proof that the release hot path does not pay
+# for them (equal callgrind counts with and without their code in the tree).
 contracts:
 	$(CMAKE) -S . -B $(BUILD)/contracts -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_CONTRACTS=ON \
 	  -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/contracts -j $(JOBS) --target hakmem hakmem_static test_contracts
 	cd $(BUILD)/contracts && ctest --output-on-failure -R 'contract|Contract'
+	bash contracts/zero_cost
 
 # Sanitizer builds: the stress tests (and the property tests) on the prefixed
 # API, hakmem's free memory poisoned for ASan; everything instrumented for TSan.
