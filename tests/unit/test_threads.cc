@@ -566,3 +566,29 @@ TEST(Threads, TrimStatsAndChecksWhileThreadsWork) {
 }
 
 }  // namespace
+
+// Passive false sharing (the cache-scratch workload): a new thread frees a
+// block another thread allocated, then allocates blocks of the same size and
+// writes them. It must not be handed that block, nor anything on its cache
+// line, while the other thread may still be writing the block's neighbours.
+TEST(Threads, FreedForeignBlockIsNotReusedAtOnce) {
+  for (size_t size : {8, 16, 48, 64, 200, 1000, 4096}) {
+    void* mine[4];
+    for (auto& p : mine) p = malloc(size);  // neighbours of the handed block, still in use here
+    void* handed = malloc(size);
+    uintptr_t line = reinterpret_cast<uintptr_t>(handed) / 64;
+    std::thread t([&] {
+      free(handed);
+      for (int i = 0; i < 16; ++i) {
+        void* q = malloc(size);
+        EXPECT_NE(reinterpret_cast<uintptr_t>(q) / 64, line)
+            << size << " B: the freeing thread got the handed block's cache line back at allocation " << i;
+        memset(q, 1, size);
+        free(q);
+      }
+    });
+    t.join();
+    for (void* p : mine) free(p);
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+}
