@@ -20,6 +20,9 @@ constexpr uint32_t kBatchNum[kArms] = {1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8};  // 
 constexpr uint32_t kCapMul[kArms] = {2, 8, 32, 2, 8, 32, 2, 8, 32, 2, 8, 32};
 constexpr uint32_t kDefaultArm = 3;  // batch x1, capacity 2 batches: ace_default_policy
 constexpr uint32_t kMaxCap = 2048;
+// ... and at most this many bytes per class and thread, so that a program
+// with many threads and classes does not park megabytes in every cache.
+constexpr uint32_t kMaxCapBytes = 1u << 20;
 // A class's epoch ends after this many slow events; then its arm is scored.
 constexpr uint32_t kEpochEvents = 64;
 // Run a learning step once per this many pushed events.
@@ -48,6 +51,8 @@ ClassPolicy arm_policy(int cls, uint32_t arm) {
   if (batch < 1) batch = 1;
   uint32_t cap = batch * kCapMul[arm];
   if (cap > kMaxCap) cap = kMaxCap;
+  uint32_t cap_by_bytes = kMaxCapBytes / class_size(cls);
+  if (cap > cap_by_bytes) cap = cap_by_bytes > batch ? cap_by_bytes : batch;
   return ClassPolicy{static_cast<uint16_t>(batch), static_cast<uint16_t>(cap)};
 }
 
