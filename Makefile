@@ -12,7 +12,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan tsan valgrind
+.PHONY: clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -22,7 +22,7 @@ release:
 	  -DHAKMEM_BENCH=ON -DHAKMEM_CONTRACTS=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/release -j $(JOBS)
 
-test: clang contracts asan tsan valgrind fuzz-smoke
+test: clang contracts asan ubsan tsan valgrind fuzz-smoke
 	$(MAKE) --no-print-directory check
 
 check: release
@@ -67,6 +67,15 @@ asan:
 	  -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/asan -j $(JOBS)
 	cd $(BUILD)/asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -E contract_d
+
+# UBSan alone: hakmem stays the process's malloc, so the unit tests run here
+# too (with the stress and property tests), every UB report fatal.
+ubsan:
+	$(CMAKE) -S . -B $(BUILD)/ubsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_SANITIZE=undefined \
+	  -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/ubsan -j $(JOBS)
+	cd $(BUILD)/ubsan && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) \
+	  -LE programs -E contract_d
 
 tsan:
 	$(CMAKE) -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_SANITIZE=thread \
