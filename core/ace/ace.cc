@@ -20,9 +20,10 @@ constexpr uint32_t kBatchNum[kArms] = {1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8};  // 
 constexpr uint32_t kCapMul[kArms] = {2, 8, 32, 2, 8, 32, 2, 8, 32, 2, 8, 32};
 constexpr uint32_t kDefaultArm = 3;  // batch x1, capacity 2 batches: ace_default_policy
 constexpr uint32_t kMaxCap = 2048;
-// ... and at most this many bytes per class and thread, so that a program
+// ... and at most this many bytes per class and thread (2 MiB: a wave of
+// 1600 blocks of 1 KiB, as in glibc-simple, still fits), so that a program
 // with many threads and classes does not park megabytes in every cache.
-constexpr uint32_t kMaxCapBytes = 1u << 20;
+constexpr uint32_t kMaxCapBytes = 2u << 20;
 // A class's epoch ends after this many slow events; then its arm is scored.
 constexpr uint32_t kEpochEvents = 64;
 // Run a learning step once per this many pushed events.

@@ -110,7 +110,7 @@ AceStats ace_stats_now() {
 
 // The arms the learner may choose for a class: default batch x1/2, x1, x2,
 // x4 (at least 1), capacity 2, 8 or 32 batches (at most 2048 blocks and at
-// most 1 MiB, but never below one batch).
+// most 2 MiB, but never below one batch).
 bool is_an_arm(int cls, ClassPolicy p) {
   ClassPolicy d = ace().default_policy(cls);
   for (uint32_t num : {1u, 2u, 4u, 8u}) {
@@ -118,7 +118,7 @@ bool is_an_arm(int cls, ClassPolicy p) {
     if (batch < 1) batch = 1;
     for (uint32_t mul : {2u, 8u, 32u}) {
       uint32_t cap = std::min<uint32_t>(batch * mul, 2048);
-      uint32_t by_bytes = (1u << 20) / static_cast<uint32_t>(hakmem::class_size(cls));
+      uint32_t by_bytes = (2u << 20) / static_cast<uint32_t>(hakmem::class_size(cls));
       if (cap > by_bytes) cap = std::max(by_bytes, batch);
       if (p.batch == batch && p.cap == cap) return true;
     }
