@@ -87,6 +87,18 @@ HAK_INLINE void annotate_free(void* p, size_t usable) {
 #endif
   (void)p, (void)usable;
 }
+// A live block grown or shrunk where it stands; its first min(old, new)
+// bytes keep their contents (and, for memcheck, their definedness).
+HAK_INLINE void annotate_resize(void* p, size_t old_usable, size_t new_usable) {
+#if defined(HAKMEM_ASAN)
+  if (new_usable > old_usable) __asan_unpoison_memory_region(static_cast<char*>(p) + old_usable, new_usable - old_usable);
+  else __asan_poison_memory_region(static_cast<char*>(p) + new_usable, old_usable - new_usable);
+#endif
+#if defined(HAKMEM_VALGRIND)
+  VALGRIND_RESIZEINPLACE_BLOCK(p, old_usable, new_usable, 0);
+#endif
+  (void)p, (void)old_usable, (void)new_usable;
+}
 // Memory that becomes hakmem's but is not handed out yet (a new slab).
 HAK_INLINE void annotate_fresh(void* p, size_t bytes) {
 #if defined(HAKMEM_ASAN)

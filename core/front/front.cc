@@ -306,6 +306,13 @@ extern "C" void* hak_realloc(void* p, size_t size) {
     return nullptr;
   }
   if (size <= old && size >= old / 2) return p;  // fits, and not wastefully
+  // A large span stays where it is if the units after it are free (or gives
+  // its tail back): no copy, which is what realloc growth of a big buffer
+  // otherwise costs on every step.
+  if (old > kSlabMax && size > kSlabMax && size <= kLargeMax && large_resize_in_place(p, size)) {
+    annotate_resize(p, old, large_usable_size(p));
+    return p;
+  }
   if (old > kLargeMax && size > kLargeMax) {     // huge to huge: move pages, not bytes
     if (void* q = huge_resize(p, size)) {
       annotate_free(p, old);

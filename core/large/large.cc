@@ -222,6 +222,19 @@ size_t large_usable_size(const void* p) {
   return 0;
 }
 
+bool large_resize_in_place(void* p, size_t new_size) {
+  if (new_size == 0 || new_size > kLargeMax) return false;
+  Slab* run = span_lookup(p);
+  if (run == nullptr) return false;
+  size_t old_size = run->large_size;
+  uint32_t units = static_cast<uint32_t>((new_size + kUnitSize - 1) >> kUnitShift);
+  if (!backend_resize_run(run, units)) return false;
+  size_t now = static_cast<size_t>(units) << kUnitShift;
+  if (now > old_size) g_counters.large_live_bytes.add(now - old_size);
+  else g_counters.large_live_bytes.sub(old_size - now);
+  return true;
+}
+
 void* huge_resize(void* p, size_t new_size) {
   HugeHeader* h = huge_lookup(p);
   if (h == nullptr) return nullptr;

@@ -24,6 +24,11 @@ void* large_alloc(size_t size, size_t align, bool* zeroed);
 bool large_free(void* p);
 // Usable size of a large or huge block p, or 0 if p is not one.
 size_t large_usable_size(const void* p);
+// Resizes a large span where it stands (growing into the free units after
+// it, or giving its tail back) when `new_size` is still a span's size.
+// Returns false, and changes nothing, when p is no span or cannot be resized
+// in place.
+bool large_resize_in_place(void* p, size_t new_size);
 // Resizes a huge block with mremap (no copy). Returns the new pointer, or
 // nullptr if p is not huge or the kernel refused (p is then untouched).
 void* huge_resize(void* p, size_t new_size);

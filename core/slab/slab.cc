@@ -222,6 +222,46 @@ void backend_free_run(Slab* run) {
   maybe_purge_locked();
 }
 
+bool backend_resize_run(Slab* run, uint32_t new_units) {
+  Segment* seg = segment_of(run);
+  int first = slab_first_unit(run);
+  LockGuard guard(g_backend_lock);
+  uint32_t units = run->units;
+  if (new_units == 0 || first + static_cast<int>(new_units) > kUnitsPerSegment) return false;
+  if (new_units > units) {
+    uint64_t grow = run_mask(new_units - units, first + static_cast<int>(units));
+    if ((seg->used_mask & grow) != 0) return false;
+    seg->used_mask |= grow;
+    g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & grow));
+    seg->dirty_mask &= ~grow;
+    for (uint32_t i = units; i < new_units; ++i) {
+      UnitEntry& e = seg->units[first + static_cast<int>(i)];
+      e.tag = kTagLargeTail;
+      e.run_offset = static_cast<uint32_t>(first) << kUnitShift;
+    }
+    if (seg->used_mask == kAllUnits) {
+      list_remove(seg);
+      list_push_back(seg);
+    }
+  } else if (new_units < units) {
+    uint64_t shrink = run_mask(units - new_units, first + static_cast<int>(new_units));
+    bool was_full = seg->used_mask == kAllUnits;
+    for (uint32_t i = new_units; i < units; ++i) seg->units[first + static_cast<int>(i)] = UnitEntry{};
+    seg->used_mask &= ~shrink;
+    if (seg->dirty_mask == 0) seg->dirty_since_ms = os_now_ms();
+    seg->dirty_mask |= shrink;
+    g_dirty_units += units - new_units;
+    if (was_full) {
+      list_remove(seg);
+      list_push_front(seg);
+    }
+  }
+  run->units = static_cast<uint16_t>(new_units);
+  run->large_size = static_cast<size_t>(new_units) << kUnitShift;
+  if (new_units < units) maybe_purge_locked();
+  return true;
+}
+
 void backend_purge(bool force) {
   LockGuard guard(g_backend_lock);
   purge_locked(os_now_ms(), force);

@@ -123,6 +123,10 @@ HAK_INLINE Segment* segment_lookup(const void* p) {
 Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls);
 // Gives a run back to its segment; its pages go to the OS after the decay.
 void backend_free_run(Slab* run);
+// Grows or shrinks a large span where it stands: growing takes the free
+// units right after it (false, and nothing changes, when they are not all
+// free), shrinking gives its tail units back. Backend lock taken inside.
+bool backend_resize_run(Slab* run, uint32_t new_units);
 Segment* slab_segment(const Slab* run);
 int slab_first_unit(const Slab* run);
 HAK_INLINE char* slab_start(Slab* run) { return unit_address(slab_segment(run), slab_first_unit(run)); }

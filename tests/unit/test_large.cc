@@ -156,3 +156,69 @@ TEST(Large, SlabWavesReuseTheirPages) {
 }
 
 }  // namespace
+
+namespace {
+
+void fill(void* p, size_t n, unsigned seed) {
+  unsigned char* c = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) c[i] = static_cast<unsigned char>(seed + i * 7);
+}
+bool intact(const void* p, size_t n, unsigned seed) {
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i)
+    if (c[i] != static_cast<unsigned char>(seed + i * 7)) return false;
+  return true;
+}
+
+}  // namespace
+
+// realloc of a large span grows into the free units after it without moving
+// (no copy), and shrinks by giving its tail back; contents survive both.
+TEST(Large, SpanReallocGrowsAndShrinksInPlace) {
+  hak_trim();  // fresh segments: the units after a new span are free
+  void* p = malloc(200 * KiB);
+  ASSERT_NE(p, nullptr);
+  fill(p, 200 * KiB, 1);
+  size_t grown_in_place = 0;
+  for (size_t n = 300 * KiB; n <= 1 * MiB; n += 100 * KiB) {
+    void* q = realloc(p, n);
+    ASSERT_NE(q, nullptr);
+    ASSERT_TRUE(intact(q, 200 * KiB, 1)) << "contents lost growing to " << n;
+    EXPECT_GE(malloc_usable_size(q), n);
+    grown_in_place += q == p;
+    p = q;
+  }
+  EXPECT_GE(grown_in_place, 6u) << "most steps should grow in place in a fresh segment";
+  size_t before = malloc_usable_size(p);
+  void* q = realloc(p, 150 * KiB);
+  EXPECT_EQ(q, p) << "a span shrinks in place";
+  EXPECT_LT(malloc_usable_size(q), before);
+  EXPECT_GE(malloc_usable_size(q), 150 * KiB);
+  EXPECT_TRUE(intact(q, 150 * KiB, 1));
+  EXPECT_EQ(hak_check_heap(), 0);
+  free(q);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A span whose next units are taken moves instead, contents intact, and the
+// neighbour is untouched.
+TEST(Large, SpanReallocBlockedByANeighbourMoves) {
+  hak_trim();
+  void* a = malloc(256 * KiB);
+  void* b = malloc(256 * KiB);  // most likely right after a
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  fill(a, 256 * KiB, 3);
+  fill(b, 256 * KiB, 9);
+  void* a2 = realloc(a, 900 * KiB);
+  ASSERT_NE(a2, nullptr);
+  EXPECT_TRUE(intact(a2, 256 * KiB, 3));
+  EXPECT_TRUE(intact(b, 256 * KiB, 9)) << "growing a overwrote its neighbour";
+  if (static_cast<char*>(b) == static_cast<char*>(a) + 256 * KiB) {
+    EXPECT_NE(a2, a) << "grew over a live neighbour";
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+  free(a2);
+  free(b);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
