@@ -187,11 +187,10 @@ void* large_alloc(size_t size, size_t align, bool* zeroed) {
     uint32_t units = static_cast<uint32_t>((size + kUnitSize - 1) >> kUnitShift);
     if (units == 0) units = 1;
     uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
-    Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0);
+    Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
     if (run == nullptr) return nullptr;
     g_counters.large_allocs.add(1);
     g_counters.large_live_bytes.add(run->large_size);
-    *zeroed = false;  // units may have held an earlier run
     HAK_CONTRACT(contracts::big_block_moved(slab_start(run), contracts::Place::kSlab, contracts::Place::kUser));
     return slab_start(run);
   }

@@ -152,7 +152,7 @@ int slab_first_unit(const Slab* run) {
   return static_cast<int>(run - segment_of(run)->slabs);
 }
 
-Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls) {
+Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed) {
   if (align_units == 0) align_units = 1;
   LockGuard guard(g_backend_lock);
   maybe_purge_locked();
@@ -176,6 +176,9 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
     if (first < 0) return nullptr;  // cannot happen for runs the callers ask for
   }
   uint64_t mask = run_mask(units, first);
+  // A free unit that is not dirty was never used, or was purged (MADV_DONTNEED
+  // on private anonymous memory: zero-filled on the next touch).
+  if (zeroed != nullptr) *zeroed = (seg->dirty_mask & mask) == 0;
   seg->used_mask |= mask;
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
   seg->dirty_mask &= ~mask;

@@ -120,7 +120,9 @@ HAK_INLINE Segment* segment_lookup(const void* p) {
 // A run of `units` units starting at a multiple of `align_units`, tagged for
 // `kind` (and `cls` for slabs), its descriptor complete (slab capacity, span
 // size) before any other thread can see it. nullptr when out of memory.
-Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls);
+// *zeroed (when given) tells whether every unit of the run reads as zero:
+// fresh from the kernel or purged since its last use.
+Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed = nullptr);
 // Gives a run back to its segment; its pages go to the OS after the decay.
 void backend_free_run(Slab* run);
 // Grows or shrinks a large span where it stands: growing takes the free

@@ -222,3 +222,37 @@ TEST(Large, SpanReallocBlockedByANeighbourMoves) {
   free(b);
   EXPECT_EQ(hak_check_heap(), 0);
 }
+
+// calloc of spans whose units are fresh or purged skips the memset: the
+// kernel's zero pages are left untouched until the program writes them (a
+// program that callocs big buffers and uses part of each pays for that part
+// only). The blocks still read as zero, and a reused (dirty) span is cleared.
+TEST(Large, CallocOfFreshSpansDoesNotTouchThem) {
+  hak_trim();  // every free unit purged: the next spans read as zero
+  std::vector<void*> v;
+  long before = minor_faults();
+  for (int i = 0; i < 40; ++i) {
+    void* p = calloc(1, 1 * MiB);
+    ASSERT_NE(p, nullptr);
+    v.push_back(p);
+  }
+  long faults = minor_faults() - before;
+  EXPECT_LT(faults, static_cast<long>(40 * MiB / kPage / 10)) << faults << " page faults for 40 fresh 1 MiB callocs";
+  for (void* p : v) {
+    const unsigned char* c = static_cast<const unsigned char*>(p);
+    for (size_t i = 0; i < 1 * MiB; i += 4093) ASSERT_EQ(c[i], 0) << "fresh calloc'd span not zero at " << i;
+  }
+  for (void* p : v) {
+    memset(p, 0xab, 1 * MiB);  // dirty them
+    free(p);
+  }
+  v.clear();
+  for (int i = 0; i < 40; ++i) {  // reused, dirty spans: must be cleared
+    unsigned char* c = static_cast<unsigned char*>(calloc(1, 1 * MiB));
+    ASSERT_NE(c, nullptr);
+    for (size_t k = 0; k < 1 * MiB; k += 511) ASSERT_EQ(c[k], 0) << "reused calloc'd span not zero at " << k;
+    v.push_back(c);
+  }
+  for (void* p : v) free(p);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
