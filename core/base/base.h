@@ -68,6 +68,11 @@ void config_init();
 // by ASan, so it may read its free-list links). The valgrind build describes
 // each block to memcheck with client requests; the first word of a free block
 // (its free-list link) stays accessible to hakmem. Release: nothing.
+#if defined(HAKMEM_ASAN) || defined(HAKMEM_VALGRIND)
+constexpr bool kMemoryChecker = true;
+#else
+constexpr bool kMemoryChecker = false;  // the annotations below are empty
+#endif
 HAK_INLINE void annotate_alloc(void* p, size_t usable, bool zeroed) {
 #if defined(HAKMEM_ASAN)
   __asan_unpoison_memory_region(p, usable);

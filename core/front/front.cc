@@ -192,11 +192,13 @@ void* big_alloc(size_t size, size_t align, bool zero) {
 
 void free_slow(void* p) {
   if (p == nullptr) return;
-  size_t big = large_usable_size(p);
-  if (big != 0) {
-    annotate_free(p, big);
-    annotate_returned(p, big);  // spans and mappings are no blocks of the user's any more
-    large_free(p);
+  if (kMemoryChecker) {  // tell the checker before the block goes (a second lookup: not in release)
+    if (size_t big = large_usable_size(p)) {
+      annotate_free(p, big);
+      annotate_returned(p, big);  // spans and mappings are no blocks of the user's any more
+    }
+  }
+  if (large_free(p)) {
     decay_poll();
     return;
   }

@@ -50,11 +50,19 @@ bool os_remap_in_place(void* p, size_t old_size, size_t new_size) {
   return r == p;
 }
 
+namespace {
+uint64_t g_recent_ms = 0;  // relaxed atomic accesses: a stale value is fine
+}  // namespace
+
 uint64_t os_now_ms() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+  uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+  __atomic_store_n(&g_recent_ms, now, __ATOMIC_RELAXED);
+  return now;
 }
+
+uint64_t os_recent_ms() { return __atomic_load_n(&g_recent_ms, __ATOMIC_RELAXED); }
 
 size_t os_rss_bytes() {
   // /proc/self/statm through raw read(): no stdio, so no allocation.

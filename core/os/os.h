@@ -22,8 +22,13 @@ bool os_remap_to(void* old_p, size_t old_size, void* target, size_t new_size);
 // Grows or shrinks a mapping where it stands. True on success.
 bool os_remap_in_place(void* p, size_t old_size, size_t new_size);
 
-// Monotonic milliseconds (vDSO, no syscall on x86_64).
+// Monotonic milliseconds (vDSO, no syscall on x86_64); also remembered for
+// os_recent_ms().
 uint64_t os_now_ms();
+// The value the last os_now_ms() call (in any thread) read: no clock read at
+// all, for timestamps that only need to be about right (decay ages; the
+// front's decay poll reads the clock often enough).
+uint64_t os_recent_ms();
 // Current and peak resident set size of the process, in bytes.
 size_t os_rss_bytes();
 size_t os_peak_rss_bytes();

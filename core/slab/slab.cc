@@ -161,7 +161,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   // Units still resident from an earlier run first: reusing them costs no
   // page faults. Then the first free stretch anywhere.
   for (Segment* s = g_segments_head; s != nullptr && s->used_mask != kAllUnits; s = s->next) {
-    if (__builtin_popcountll(s->dirty_mask) < static_cast<int>(units)) continue;
+    if (s->dirty_mask == 0) continue;
     first = find_run(s->dirty_mask, units, align_units);
     if (first >= 0) { seg = s; break; }
   }
@@ -215,7 +215,7 @@ void backend_free_run(Slab* run) {
   for (uint32_t i = 0; i < units; ++i) seg->units[first + static_cast<int>(i)] = UnitEntry{};
   run->kind = RunKind::kFree;
   seg->used_mask &= ~mask;
-  if (seg->dirty_mask == 0) seg->dirty_since_ms = os_now_ms();
+  if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
   seg->dirty_mask |= mask;
   g_dirty_units += units;
   if (was_full) {
@@ -251,7 +251,7 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
     bool was_full = seg->used_mask == kAllUnits;
     for (uint32_t i = new_units; i < units; ++i) seg->units[first + static_cast<int>(i)] = UnitEntry{};
     seg->used_mask &= ~shrink;
-    if (seg->dirty_mask == 0) seg->dirty_since_ms = os_now_ms();
+    if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
     seg->dirty_mask |= shrink;
     g_dirty_units += units - new_units;
     if (was_full) {
