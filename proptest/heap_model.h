@@ -313,7 +313,10 @@ class HeapModel {
     } else if (old.expect.kind == RunKind::kHuge && n > kLargeMax) {
       e = {RunKind::kHuge, -1};
     } else {
-      e = expect_malloc(n);
+      // hakmem's growth rule: a block that grows by less than a quarter of
+      // its usable size moves to one a quarter larger than it was.
+      size_t asked = n > old.usable && n - old.usable < old.usable / 4 ? old.usable + old.usable / 4 : n;
+      e = expect_malloc(asked);
     }
     // Whatever alignment the old block was asked for is not promised for the new one.
     adopt_new_after_realloc(q, n, e, seed, old, p);
