@@ -57,17 +57,10 @@ extern "C" void hak_free(void* p) {
   if (HAK_UNLIKELY(slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment)) return free_slow(p);
   // The unit's entry in the segment header: its tag and its run's start (§3).
   const UnitEntry& info = segment_of(p)->units[unit_of(p)];
-  const uint8_t tag = info.tag;
-  // A slab block boundary? One multiply instead of a division (see
-  // ClassInfo); a tag that names no class has divisor 0 and fails too, so
-  // large spans, free units and interior pointers all leave here.
-  uint64_t divisor_c = kTagDivisors.by_tag[tag];
-  uint32_t in_segment = static_cast<uint32_t>(addr & kSegmentMask);
-  uint64_t offset = in_segment - info.run_offset;
-  if (HAK_UNLIKELY(offset * divisor_c >= divisor_c)) return free_slow(p);
-  // ... and one that was handed out once: below the slab's carve line.
-  if (HAK_UNLIKELY(in_segment >= entry_carved_end(info))) return free_slow(p);
-  size_t cls = size_t{tag} - kTagSlabMagic;  // 64-bit: folds into the bin address
+  // A slab block handed out once? Large spans, free units, interior pointers
+  // and blocks past the carve line all leave here.
+  if (HAK_UNLIKELY(!entry_is_block_start(info, addr))) return free_slow(p);
+  size_t cls = size_t{info.tag} - kTagSlabMagic;  // 64-bit: folds into the bin address
   HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
   annotate_free(p, class_size(cls));  // compiled away in release
   // Over capacity: send a batch out. The class is found again from p there,
@@ -210,13 +203,8 @@ int slab_class_of(const void* p) {
   Segment* seg = segment_lookup(p);
   if (seg == nullptr) return -1;
   const UnitEntry& info = seg->units[unit_of(p)];
-  if (!tag_is_slab(info.tag)) return -1;
-  int cls = tag_class(info.tag);
-  uint32_t in_segment = static_cast<uint32_t>(reinterpret_cast<uintptr_t>(p) & kSegmentMask);
-  uint64_t off = in_segment - info.run_offset;
-  uint64_t divisor_c = class_divisor(static_cast<int>(cls));  // as in hak_free: no division
-  if (off * divisor_c >= divisor_c || in_segment >= entry_carved_end(info)) return -1;
-  return static_cast<int>(cls);
+  if (!entry_is_block_start(info, reinterpret_cast<uintptr_t>(p))) return -1;  // as in hak_free
+  return static_cast<int>(tag_class(info.tag));
 }
 
 // Allocation with an alignment (a power of two) and optional zeroing.

@@ -105,23 +105,29 @@ HugeCacheEntry cache_take_locked(size_t map_size) {
 // Makes the mapping [base, base + have) exactly `want` bytes with its user
 // pointer aligned to `align`, moving its pages rather than copying or
 // faulting them: in place when the kernel can, else to a new aligned
-// reservation. Returns the new base, or nullptr (the mapping is then gone).
+// reservation. Returns the new base, or nullptr (the mapping is untouched).
 char* reshape_mapping(char* base, size_t have, size_t want, size_t align) {
   bool aligned = (reinterpret_cast<uintptr_t>(base + kHugeHeader) & (align - 1)) == 0;
   if (aligned && os_remap_in_place(base, have, want)) return base;
   char* target = static_cast<char*>(os_map_aligned(want, align, kHugeHeader));
   if (target != nullptr && os_remap_to(base, have, target, want)) return target;
   if (target != nullptr) os_unmap(target, want);
-  os_unmap(base, have);
   return nullptr;
 }
 
-void* huge_alloc(size_t size, size_t align, bool* zeroed) {
-  // A zero-byte request still gets a page: usable size 0 would make the block indistinguishable
-  // from a freed one and break malloc_usable_size's ">= request, nonzero for a live block" answer.
+// The mapping a huge block of `size` bytes needs, header page included, or 0
+// when that overflows. A zero-byte request still gets a page: usable size 0
+// would make the block indistinguishable from a freed one and break
+// malloc_usable_size's ">= request, nonzero for a live block" answer.
+size_t huge_map_size(size_t size) {
   size_t usable = round_up(size == 0 ? 1 : size, kOsPageSize);
   size_t map_size = usable + kHugeHeader;
-  if (usable < size || map_size < usable) return nullptr;
+  return usable < size || map_size < usable ? 0 : map_size;
+}
+
+void* huge_alloc(size_t size, size_t align, bool* zeroed) {
+  size_t map_size = huge_map_size(size);
+  if (map_size == 0) return nullptr;
   size_t a = align > kSegmentSize ? align : kSegmentSize;
   HugeCacheEntry e;
   {
@@ -139,13 +145,14 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     bool whole = aligned && e.map_size >= map_size && e.map_size / 8 <= map_size;
     size_t keep = whole ? e.map_size : map_size;
     char* base = whole ? e.base : reshape_mapping(e.base, e.map_size, keep, a);
-    if (keep > e.map_size) g_counters.huge_mapped_bytes.add(keep - e.map_size);
-    else g_counters.huge_mapped_bytes.sub(e.map_size - keep);
     if (base != nullptr) {
+      if (keep > e.map_size) g_counters.huge_mapped_bytes.add(keep - e.map_size);
+      else g_counters.huge_mapped_bytes.sub(e.map_size - keep);
       *zeroed = false;
       return huge_install(base, keep);
     }
-    g_counters.huge_mapped_bytes.sub(keep);  // reshape_mapping gave it up
+    os_unmap(e.base, e.map_size);  // the kernel would not reshape it: give it up
+    g_counters.huge_mapped_bytes.sub(e.map_size);
   }
   char* base = static_cast<char*>(os_map_aligned(map_size, a, kHugeHeader));
   if (base == nullptr) return nullptr;
@@ -237,28 +244,20 @@ bool large_resize_in_place(void* p, size_t new_size) {
 void* huge_resize(void* p, size_t new_size) {
   HugeHeader* h = huge_lookup(p);
   if (h == nullptr) return nullptr;
-  size_t usable = round_up(new_size, kOsPageSize);
-  size_t map_size = usable + kHugeHeader;
-  if (usable < new_size || map_size < usable) return nullptr;
+  size_t map_size = huge_map_size(new_size);
+  if (map_size == 0) return nullptr;
   char* base = reinterpret_cast<char*>(h);
   size_t old_size = h->map_size;
   if (map_size == old_size) return p;
-  if (os_remap_in_place(base, old_size, map_size)) {
-    h->map_size = map_size;
-  } else {
-    // Reserve an aligned target, then move the pages there: no copy.
-    char* target = static_cast<char*>(os_map_aligned(map_size, kSegmentSize, kHugeHeader));
-    if (target == nullptr) return nullptr;
-    if (!os_remap_to(base, old_size, target, map_size)) {
-      os_unmap(target, map_size);
-      return nullptr;
-    }
+  char* moved = reshape_mapping(base, old_size, map_size, kSegmentSize);
+  if (moved == nullptr) return nullptr;  // p stays as it was
+  if (moved != base) {
     g_segmap[segmap_slot(p)] = kSlotForeign;
-    h = reinterpret_cast<HugeHeader*>(target);
-    h->user = target + kHugeHeader;
-    h->map_size = map_size;
+    h = reinterpret_cast<HugeHeader*>(moved);
+    h->user = moved + kHugeHeader;
     g_segmap[segmap_slot(h->user)] = kSlotHuge;
   }
+  h->map_size = map_size;
   if (h->user != p) {
     HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     HAK_CONTRACT(contracts::big_block_moved(h->user, contracts::Place::kSlab, contracts::Place::kUser));

@@ -95,6 +95,13 @@ void adopt_policy(TlsBin& bin, int cls) {
   bin.room = static_cast<int32_t>(p.cap) - static_cast<int32_t>(count);
 }
 
+// The n-th block (n >= 1) of a list linked through word 0.
+void* list_nth(void* head, uint32_t n) {
+  void* b = head;
+  for (uint32_t i = 1; i < n; ++i) b = *static_cast<void**>(b);
+  return b;
+}
+
 // A thread's first free into a class it never allocated from is of a block
 // another thread allocated, whose neighbours that thread may still be
 // writing. Handing it out at the next malloc would put this thread on the
@@ -105,9 +112,7 @@ void bury_foreign_block(TlsBin& bin, int cls) {
   void* head = nullptr;
   uint32_t n = central_take(cls, bin.batch, &head);
   if (n == 0) return;  // out of memory: the block simply stays on top
-  void* last = head;
-  for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
-  *static_cast<void**>(last) = bin.head;
+  *static_cast<void**>(list_nth(head, n)) = bin.head;
   bin.head = head;
   bin.room -= static_cast<int32_t>(n);
   bin.net_in += n;
@@ -169,8 +174,7 @@ void refill_flush(int cls) {
   // Cut the first n blocks off the list: a walk over this thread's own list,
   // outside any lock; the central pool then takes the batch whole.
   void* head = bin.head;
-  void* last = head;
-  for (uint32_t i = 1; i < n; ++i) last = *static_cast<void**>(last);
+  void* last = list_nth(head, n);
   bin.head = *static_cast<void**>(last);
   *static_cast<void**>(last) = nullptr;
   bin.room += static_cast<int32_t>(n);

@@ -145,6 +145,42 @@ void partial_remove(int cls, Slab* s) {
   s->on_partial_list = false;
 }
 
+// Units [from, from + count) join the run that starts at unit `first`: the
+// run's first unit gets `head_tag`, the others `tail_tag`. Returns whether
+// they all read as zero (none dirty: never used, or purged with
+// MADV_DONTNEED on private anonymous memory, zero-filled on the next touch).
+bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, uint8_t head_tag, uint8_t tail_tag) {
+  uint64_t mask = run_mask(count, from);
+  bool zeroed = (seg->dirty_mask & mask) == 0;
+  seg->used_mask |= mask;
+  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
+  seg->dirty_mask &= ~mask;
+  for (int u = from; u < from + static_cast<int>(count); ++u) {
+    seg->units[u].tag = u == first ? head_tag : tail_tag;
+    seg->units[u].run_offset = static_cast<uint32_t>(first) << kUnitShift;
+  }
+  if (seg->used_mask == kAllUnits) {  // full segments wait at the back of the list
+    list_remove(seg);
+    list_push_back(seg);
+  }
+  return zeroed;
+}
+
+// Units [from, from + count) leave their run: free, and dirty until purged.
+void release_units_locked(Segment* seg, int from, uint32_t count) {
+  bool was_full = seg->used_mask == kAllUnits;
+  uint64_t mask = run_mask(count, from);
+  for (int u = from; u < from + static_cast<int>(count); ++u) seg->units[u] = UnitEntry{};
+  seg->used_mask &= ~mask;
+  if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
+  seg->dirty_mask |= mask;
+  g_dirty_units += count;
+  if (was_full) {
+    list_remove(seg);
+    list_push_front(seg);
+  }
+}
+
 }  // namespace
 
 Segment* slab_segment(const Slab* run) { return segment_of(run); }
@@ -175,18 +211,9 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
     first = find_run(~seg->used_mask, units, align_units);
     if (first < 0) return nullptr;  // cannot happen for runs the callers ask for
   }
-  uint64_t mask = run_mask(units, first);
-  // A free unit that is not dirty was never used, or was purged (MADV_DONTNEED
-  // on private anonymous memory: zero-filled on the next touch).
-  if (zeroed != nullptr) *zeroed = (seg->dirty_mask & mask) == 0;
-  seg->used_mask |= mask;
-  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
-  seg->dirty_mask &= ~mask;
-  for (uint32_t i = 0; i < units; ++i) {
-    UnitEntry& e = seg->units[first + static_cast<int>(i)];
-    e.tag = kind == RunKind::kSlab ? slab_tag(cls) : i == 0 ? kTagLarge : kTagLargeTail;
-    e.run_offset = static_cast<uint32_t>(first) << kUnitShift;
-  }
+  bool fresh = kind == RunKind::kSlab ? claim_units_locked(seg, first, first, units, slab_tag(cls), slab_tag(cls))
+                                      : claim_units_locked(seg, first, first, units, kTagLarge, kTagLargeTail);
+  if (zeroed != nullptr) *zeroed = fresh;
   Slab* run = &seg->slabs[first];
   *run = Slab{};
   run->units = static_cast<uint16_t>(units);
@@ -195,10 +222,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   // Complete before the lock drops: a heap check, or a fork, may look at it next.
   if (kind == RunKind::kSlab) run->capacity = class_info(cls).blocks_per_slab;
   else run->large_size = static_cast<size_t>(units) << kUnitShift;
-  if (seg->used_mask == kAllUnits) {
-    list_remove(seg);
-    list_push_back(seg);
-  } else if (seg != g_segments_head) {
+  if (seg->used_mask != kAllUnits && seg != g_segments_head) {  // most recently used first
     list_remove(seg);
     list_push_front(seg);
   }
@@ -208,20 +232,9 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
 void backend_free_run(Slab* run) {
   Segment* seg = segment_of(run);
   int first = slab_first_unit(run);
-  uint32_t units = run->units;
   LockGuard guard(g_backend_lock);
-  bool was_full = seg->used_mask == kAllUnits;
-  uint64_t mask = run_mask(units, first);
-  for (uint32_t i = 0; i < units; ++i) seg->units[first + static_cast<int>(i)] = UnitEntry{};
+  release_units_locked(seg, first, run->units);
   run->kind = RunKind::kFree;
-  seg->used_mask &= ~mask;
-  if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
-  seg->dirty_mask |= mask;
-  g_dirty_units += units;
-  if (was_full) {
-    list_remove(seg);
-    list_push_front(seg);
-  }
   maybe_purge_locked();
 }
 
@@ -232,32 +245,11 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
   uint32_t units = run->units;
   if (new_units == 0 || first + static_cast<int>(new_units) > kUnitsPerSegment) return false;
   if (new_units > units) {
-    uint64_t grow = run_mask(new_units - units, first + static_cast<int>(units));
-    if ((seg->used_mask & grow) != 0) return false;
-    seg->used_mask |= grow;
-    g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & grow));
-    seg->dirty_mask &= ~grow;
-    for (uint32_t i = units; i < new_units; ++i) {
-      UnitEntry& e = seg->units[first + static_cast<int>(i)];
-      e.tag = kTagLargeTail;
-      e.run_offset = static_cast<uint32_t>(first) << kUnitShift;
-    }
-    if (seg->used_mask == kAllUnits) {
-      list_remove(seg);
-      list_push_back(seg);
-    }
+    int from = first + static_cast<int>(units);
+    if ((seg->used_mask & run_mask(new_units - units, from)) != 0) return false;
+    claim_units_locked(seg, first, from, new_units - units, kTagLarge, kTagLargeTail);
   } else if (new_units < units) {
-    uint64_t shrink = run_mask(units - new_units, first + static_cast<int>(new_units));
-    bool was_full = seg->used_mask == kAllUnits;
-    for (uint32_t i = new_units; i < units; ++i) seg->units[first + static_cast<int>(i)] = UnitEntry{};
-    seg->used_mask &= ~shrink;
-    if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
-    seg->dirty_mask |= shrink;
-    g_dirty_units += units - new_units;
-    if (was_full) {
-      list_remove(seg);
-      list_push_front(seg);
-    }
+    release_units_locked(seg, first + static_cast<int>(new_units), units - new_units);
   }
   run->units = static_cast<uint16_t>(new_units);
   run->large_size = static_cast<size_t>(new_units) << kUnitShift;

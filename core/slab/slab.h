@@ -88,6 +88,20 @@ static_assert(sizeof(UnitEntry) == 16, "an entry is indexed with one shift");
 HAK_INLINE uint32_t entry_carved_end(const UnitEntry& e) { return __atomic_load_n(&e.carved_end, __ATOMIC_RELAXED); }
 HAK_INLINE int entry_first_unit(const UnitEntry& e) { return static_cast<int>(e.run_offset >> kUnitShift); }
 
+// Is `addr`, in the unit that `info` describes, the start of a slab block
+// that was handed out at least once? On a block boundary of its run (one
+// multiply instead of a division, see ClassInfo; a tag that names no class
+// has divisor 0 and fails too, so large spans, free units and interior
+// pointers all fail), and below the slab's carve line. free() asks this on
+// every call, before it writes anything into the block.
+HAK_INLINE bool entry_is_block_start(const UnitEntry& info, uintptr_t addr) {
+  uint64_t divisor_c = kTagDivisors.by_tag[info.tag];
+  uint32_t in_segment = static_cast<uint32_t>(addr & kSegmentMask);
+  uint64_t offset = in_segment - info.run_offset;
+  if (offset * divisor_c >= divisor_c) return false;
+  return in_segment < entry_carved_end(info);
+}
+
 struct Segment {
   UnitEntry units[kUnitsPerSegment];
   uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header)
