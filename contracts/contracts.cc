@@ -150,8 +150,10 @@ void block_enters_list(const void* block, size_t cls) {
     fire('E', "a block entered the thread list of another class than its tag says", block);
   } else if (slab.kind != RunKind::kSlab || slab.cls != cls) {
     fire('E', "a unit tag disagrees with the slab descriptor it belongs to", block);
+  } else if (e.check_c != class_info(static_cast<int>(cls)).check_c) {
+    fire('E', "a unit's block-test multiplier is not its class's", block);
   } else {
-    size_t off = (reinterpret_cast<uintptr_t>(block) & kSegmentMask) - e.run_offset;
+    size_t off = reinterpret_cast<uintptr_t>(block) - e.run_start;
     if (off % class_size(cls) != 0 || off / class_size(cls) >= slab.carved)
       fire('E', "a block address is not on a carved block boundary of its slab", block);
   }

@@ -53,18 +53,26 @@ RC_GTEST_PROP(SizeClass, AlignedClassIsTheSmallestAlignedFit, ()) {
   RC_ASSERT(c == want);
 }
 
-// The one-multiply block-boundary test of free(): for every offset inside a
-// slab, (uint32)off * divisor_c < divisor_c exactly when off is a multiple of the class size.
-RC_GTEST_PROP(SizeClass, DivisorFindsBlockBoundaries, ()) {
+// free()'s one-multiply block test against a model of a slab: an offset is
+// accepted exactly when it is the start of one of the first `carved` blocks,
+// whatever the offset (inside the run, its slack, or past it) and however
+// far the slab has been carved.
+RC_GTEST_PROP(SizeClass, BlockTestFindsCarvedBlocks, ()) {
   const int c = *prop::uniform<int>(0, kNumClasses - 1);
+  const ClassInfo& ci = class_info(c);
+  const uint32_t carved = *prop::uniform<uint32_t>(0, ci.blocks_per_slab);
+  const uint32_t run_bytes = static_cast<uint32_t>(ci.slab_units * kUnitSize);
   const uint32_t off = *rc::gen::weightedOneOf<uint32_t>({
-      {1, prop::uniform<uint32_t>(0, static_cast<uint32_t>(class_info(c).slab_units * kUnitSize))},
-      {1, rc::gen::map(prop::uniform<uint32_t>(0, class_info(c).blocks_per_slab), [c](uint32_t k) {
+      {1, prop::uniform<uint32_t>(0, run_bytes)},
+      {1, rc::gen::map(prop::uniform<uint32_t>(0, ci.blocks_per_slab), [c](uint32_t k) {
          return static_cast<uint32_t>(k * class_size(c));
        })},
+      {1, rc::gen::map(prop::uniform<uint32_t>(0, ci.blocks_per_slab), [c](uint32_t k) {
+         return static_cast<uint32_t>(k * class_size(c) + 8);
+       })},
   });
-  const uint64_t d = class_divisor(c);
-  RC_ASSERT((uint64_t{off} * d < d) == (off % class_size(c) == 0));
+  const bool model = off % ci.size == 0 && off / ci.size < carved;
+  RC_ASSERT(class_block_test(ci, off, carved) == model);
 }
 
 // The same, over every size and every slab offset: cheap enough to do exhaustively.
@@ -89,7 +97,7 @@ TEST(SizeClassExhaustive, EveryRequestSize) {
   EXPECT_EQ(HAK_NUM_CLASSES, kNumClasses);
 }
 
-TEST(SizeClassExhaustive, SlabGeometryAndDivisors) {
+TEST(SizeClassExhaustive, SlabGeometryAndBlockTest) {
   for (int c = 0; c < kNumClasses; ++c) {
     const ClassInfo& ci = class_info(c);
     SCOPED_TRACE(testing::Message() << "class " << c << " (" << ci.size << " B)");
@@ -100,11 +108,10 @@ TEST(SizeClassExhaustive, SlabGeometryAndDivisors) {
     EXPECT_LE(ci.slab_units, static_cast<uint32_t>(kUnitsPerSegment - 1));  // fits in a segment
     EXPECT_LE(uint64_t{ci.blocks_per_slab} * ci.size, uint64_t{ci.slab_units} * kUnitSize);
     EXPECT_GE(ci.blocks_per_slab, ci.size <= 32768 ? 16u : 8u);
-    const uint64_t d = class_divisor(c);
-    EXPECT_EQ(d, ci.divisor_c);
     const uint32_t end = static_cast<uint32_t>(ci.slab_units * kUnitSize);
     for (uint32_t off = 0; off < end; ++off)
-      ASSERT_EQ(uint64_t{off} * d < d, off % ci.size == 0) << "offset " << off;
+      ASSERT_EQ(class_block_test(ci, off, ci.blocks_per_slab), off % ci.size == 0 && off / ci.size < ci.blocks_per_slab)
+          << "offset " << off;
   }
 }
 

@@ -156,7 +156,7 @@ TEST(ContractEDeathTest, BlockPushedToAnotherClassListFires) {
   EXPECT_DEATH(
       {
         void* p = opaque(malloc(64));
-        tls_cache_push(7, p);  // 64 B is class 4, not 7
+        tls_cache_push(tls_bin(7), p);  // 64 B is class 4, not 7
       },
       "contract E violated.*another class");
 }

@@ -19,6 +19,7 @@ void config_init() {
   g_config.stats_at_exit = env_flag("HAKMEM_STATS", false);
   g_config.verbose = env_flag("HAKMEM_VERBOSE", false);
   g_config.ace_enabled = env_flag("HAKMEM_ACE", true);
+  g_config.arena = env_flag("HAKMEM_ARENA", true);
   if (const char* d = getenv("HAKMEM_DECAY_MS")) {
     char* end = nullptr;
     unsigned long ms = strtoul(d, &end, 10);

@@ -21,6 +21,10 @@
 // Initial-exec TLS: one fs-relative load, no __tls_get_addr call, and no
 // allocation by the dynamic loader on first touch (DESIGN.md §1).
 #define HAK_TLS __thread __attribute__((tls_model("initial-exec")))
+// On a declaration of a variable that the hot path reads: the library's
+// own, so one RIP-relative operand reaches it instead of a GOT load.
+// (-fvisibility=hidden covers definitions only.)
+#define HAK_INTERNAL __attribute__((visibility("hidden")))
 
 namespace hakmem {
 
@@ -57,6 +61,7 @@ struct Config {
   bool verbose = false;         // HAKMEM_VERBOSE=1
   bool ace_enabled = true;      // HAKMEM_ACE=0 disables the learner
   uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
+  bool arena = true;            // HAKMEM_ARENA=0: no segment arena (slab/slab.h)
 };
 extern Config g_config;
 void config_init();

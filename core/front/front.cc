@@ -24,7 +24,7 @@ using namespace hakmem;
 
 namespace {
 
-HAK_NOINLINE void* small_alloc_slow(int cls);
+HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
 HAK_NOINLINE void free_flush(void* just_freed);
@@ -33,39 +33,44 @@ HAK_NOINLINE void free_flush(void* just_freed);
 
 // ---------------------------------------------------------------- hot path
 
-HAK_INLINE void* alloc_from_class(unsigned cls) {
-  void* block = tls_cache_pop(cls);       // this thread's list: no lock, no atomic
-  if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(cls);  // empty list: refill a batch
+// `bin_offset`: the bin's place in the thread cache (tls_bin_offset_*).
+HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
+  void* block = tls_cache_pop(tls_bin_at_offset(bin_offset));  // this thread's list: no lock, no atomic
+  if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
   HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
-  annotate_alloc(block, class_size(cls), false);  // compiled away in release
+  annotate_alloc(block, class_size(static_cast<int>(tls_bin_offset_class(bin_offset))), false);  // compiled away in release
   return block;
 }
 
 extern "C" void* hak_malloc(size_t size) {
-  // One compare for the tiny range, the common case; a table lookup gives
-  // the class without division.
-  if (HAK_LIKELY(size <= kTinyMax)) return alloc_from_class(tiny_size_to_class(size));
-  if (HAK_LIKELY(size <= kSlabMax)) return alloc_from_class(mid_size_to_class(size));
+  // One compare for the tiny range, the common case; one table load gives
+  // the bin straight from the size, without division or class arithmetic.
+  if (HAK_LIKELY(size <= kTinyMax)) return alloc_from_bin(tls_bin_offset_tiny(size));
+  if (HAK_LIKELY(size <= kSlabMax)) return alloc_from_bin(tls_bin_offset_mid(size));
   return big_alloc(size, 0, false);
+}
+
+// p is a slab block that hakmem handed out (entry_is_block_start said so),
+// and `info` its unit's entry: onto this thread's list of its class.
+HAK_INLINE void free_to_thread_cache(void* p, const UnitEntry& info) {
+  HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
+  annotate_free(p, class_size(static_cast<int>(tag_class(info.tag))));  // compiled away in release
+  // Over capacity, or time to poll the decay: the slow path finds the class
+  // again from p, so that this path keeps no register alive across the push.
+  if (HAK_UNLIKELY(!tls_cache_push(tls_bin_by_route(info.free_route), p))) free_flush(p);
 }
 
 extern "C" void hak_free(void* p) {
   uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  // Is p inside one of our segments? One byte of the segment map says so;
-  // NULL, foreign pointers and large/huge blocks all leave through free_slow.
-  size_t slot = addr >> kSegmentShift;
-  if (HAK_UNLIKELY(slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment)) return free_slow(p);
-  // The unit's entry in the segment header: its tag and its run's start (§3).
-  const UnitEntry& info = segment_of(p)->units[unit_of(p)];
-  // A slab block handed out once? Large spans, free units, interior pointers
-  // and blocks past the carve line all leave here.
-  if (HAK_UNLIKELY(!entry_is_block_start(info, addr))) return free_slow(p);
-  size_t cls = size_t{info.tag} - kTagSlabMagic;  // 64-bit: folds into the bin address
-  HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
-  annotate_free(p, class_size(cls));  // compiled away in release
-  // Over capacity: send a batch out. The class is found again from p there,
-  // so that this path keeps no register alive across the push.
-  if (HAK_UNLIKELY(!tls_cache_push(cls, p))) free_flush(p);
+  // The unit's entry (DESIGN.md §3), if p lies in the segment arena. NULL,
+  // foreign pointers, huge blocks and segments outside the arena all leave
+  // through free_slow.
+  const UnitEntry* info;
+  if (HAK_UNLIKELY(!arena_unit_entry(addr, info))) return free_slow(p);
+  // A slab block handed out once? Large spans, free units, unused arena,
+  // interior pointers and blocks past the carve line all leave here.
+  if (HAK_UNLIKELY(!entry_is_block_start(*info, addr))) return free_slow(p);
+  free_to_thread_cache(p, *info);
 }
 
 // ---------------------------------------------------------------- init
@@ -98,6 +103,9 @@ HAK_COLD void init_slow() {
   int expected = 0;
   if (g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     config_init();
+    int32_t routes[kNumClasses];
+    for (int c = 0; c < kNumClasses; ++c) routes[c] = tls_bin_route(c);
+    backend_init(g_config.arena, routes);
     refill_init();
     g_init_state.store(2, std::memory_order_release);
     // After the state says done: pthread_atfork may allocate, and that
@@ -145,7 +153,8 @@ void decay_poll() {
   huge_cache_decay();
 }
 
-void* small_alloc_slow(int cls) {
+void* small_alloc_slow(size_t bin_offset) {
+  const int cls = static_cast<int>(tls_bin_offset_class(bin_offset));
   front_ensure_init();
   decay_poll();
   void* p = refill_alloc(cls);
@@ -161,7 +170,7 @@ void* small_alloc_slow(int cls) {
 void free_flush(void* just_freed) {
   front_ensure_init();
   int cls = static_cast<int>(tag_class(segment_of(just_freed)->units[unit_of(just_freed)].tag));
-  if (tls_cache_over_capacity(cls)) refill_flush(cls);
+  if (tls_cache_push_overflowed(cls)) refill_flush(cls);
   if (tls_cache_take_poll(cls)) decay_poll();
 }
 
@@ -185,6 +194,12 @@ void* big_alloc(size_t size, size_t align, bool zero) {
 
 void free_slow(void* p) {
   if (p == nullptr) return;
+  // A slab block of a segment outside the arena: the same test as hak_free,
+  // after the segment map said the segment is ours.
+  if (Segment* seg = segment_lookup(p)) {
+    const UnitEntry& info = seg->units[unit_of(p)];
+    if (entry_is_block_start(info, reinterpret_cast<uintptr_t>(p))) return free_to_thread_cache(p, info);
+  }
   if (kMemoryChecker) {  // tell the checker before the block goes (a second lookup: not in release)
     if (size_t big = large_usable_size(p)) {
       annotate_free(p, big);
@@ -219,7 +234,7 @@ void* alloc_aligned(size_t align, size_t size, bool zero) {
   }
   int cls = size_to_aligned_class(size, align);
   if (cls >= 0) {
-    p = alloc_from_class(static_cast<unsigned>(cls));
+    p = alloc_from_bin(tls_bin_offset_of_class(cls));
     if (p != nullptr && zero) memset(p, 0, size);
     return p;
   }

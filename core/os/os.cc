@@ -9,14 +9,15 @@
 
 namespace hakmem {
 
-void* os_map_aligned(size_t size, size_t align, size_t offset) {
-  // Over-map by `align`, then trim both ends: two extra munmaps are cheaper
-  // than guessing hints, and the result never overlaps anything of ours.
+namespace {
+
+// Over-maps by `align`, then trims both ends: two extra munmaps are cheaper
+// than guessing hints, and the result never overlaps anything of ours.
+void* map_aligned(size_t size, size_t align, size_t offset, int prot) {
   const size_t span = size + align;
   if (span < size) return nullptr;
   int saved = errno;
-  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* raw = mmap(nullptr, span, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   errno = saved;  // a refused mmap must not leak its errno into the caller's
   if (raw == MAP_FAILED) return nullptr;
   uintptr_t base = reinterpret_cast<uintptr_t>(raw);
@@ -26,6 +27,34 @@ void* os_map_aligned(size_t size, size_t align, size_t offset) {
   uintptr_t end = base + span, used_end = want + size;
   if (end > used_end) munmap(reinterpret_cast<void*>(used_end), end - used_end);
   return reinterpret_cast<void*>(want);
+}
+
+// MAP_FIXED over our own reservation: the kernel swaps the pages in one
+// step, so a concurrent reader sees the old or the new mapping, never a hole.
+bool map_fixed(void* p, size_t size, int prot) {
+  int saved = errno;
+  void* r = mmap(p, size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  return r == p;
+}
+
+}  // namespace
+
+void* os_map_aligned(size_t size, size_t align, size_t offset) {
+  return map_aligned(size, align, offset, PROT_READ | PROT_WRITE);
+}
+
+void* os_reserve(size_t size, size_t align) { return map_aligned(size, align, 0, PROT_READ); }
+bool os_commit(void* p, size_t size) { return map_fixed(p, size, PROT_READ | PROT_WRITE); }
+void os_decommit(void* p, size_t size) {
+  // Refused (the kernel's limit on mappings, say): the pages still go, and
+  // the range reads as zeros all the same.
+  if (!map_fixed(p, size, PROT_READ)) madvise(p, size, MADV_DONTNEED);
+}
+
+bool os_address_space_limited() {
+  struct rlimit lim;
+  return getrlimit(RLIMIT_AS, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY;
 }
 
 void os_unmap(void* p, size_t size) {

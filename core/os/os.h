@@ -13,6 +13,17 @@ constexpr size_t kOsPageSize = 4096;
 // two >= page size). Returns nullptr when the kernel refuses.
 void* os_map_aligned(size_t size, size_t align, size_t offset = 0);
 void os_unmap(void* p, size_t size);
+// Address space without memory: `size` bytes aligned to `align`, read-only
+// and reading as zeros, charged to nothing until committed. nullptr when the
+// kernel refuses.
+void* os_reserve(size_t size, size_t align);
+// Turns part of a reservation into zeroed read-write memory, or back into
+// zeros that hold no memory. The range is never left unmapped in between.
+bool os_commit(void* p, size_t size);
+void os_decommit(void* p, size_t size);
+// Whether the process runs under an address-space limit (RLIMIT_AS), which
+// reserved space would count against.
+bool os_address_space_limited();
 // Gives the pages back (RSS falls at once); the range stays mapped and reads
 // as zero on next touch.
 void os_purge(void* p, size_t size);

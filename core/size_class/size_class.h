@@ -19,10 +19,16 @@ constexpr size_t kUnitShift = 16;          // a segment is cut into 64 KiB units
 constexpr size_t kUnitSize = size_t{1} << kUnitShift;
 
 struct ClassInfo {
-  // ceil(2^64 / size): (uint32)off * divisor_c < divisor_c  <=>  off % size == 0
-  // (Lemire, Kaser & Kurz, "Faster remainder by direct computation"): the
-  // one-multiply block-boundary check of free().
-  uint64_t divisor_c;
+  // free()'s block test, one multiply and one compare (class_block_test).
+  // check_c = floor(2^64 / size) + 1, and check_step = size * check_c - 2^64,
+  // which lies in [1, size]. Multiplying by check_c maps the offset of the
+  // k-th block of a slab to k * check_step, and every offset that is not a
+  // multiple of the size to at least check_c (the fractional part of
+  // off / size, scaled by 2^64: Lemire, Kaser & Kurz, "Faster remainder by
+  // direct computation"). check_c is above 2^46 for every class, and a slab
+  // is under 2^22 bytes, so the two ranges never meet.
+  uint64_t check_c;
+  uint64_t check_step;
   uint32_t size;
   uint32_t slab_units;       // 64 KiB units per slab
   uint32_t blocks_per_slab;
@@ -39,7 +45,6 @@ constexpr uint32_t class_size(int c) {
 
 struct Tables {
   ClassInfo info[kNumClasses];
-  uint64_t divisor[kNumClasses];             // info[c].divisor_c, packed for free()
   uint8_t small_class[kTinyMax / 8 + 1];     // index (n + 7) >> 3, n <= 1 KiB
   uint8_t mid_class[kSlabMax / 256 + 1];     // index (n + 255) >> 8, n <= 128 KiB
 };
@@ -56,8 +61,10 @@ constexpr Tables build() {
     t.info[c].size = size;
     t.info[c].slab_units = units;
     t.info[c].blocks_per_slab = static_cast<uint32_t>(units * kUnitSize / size);
-    t.info[c].divisor_c = UINT64_MAX / size + 1;
-    t.divisor[c] = t.info[c].divisor_c;
+    // floor(2^64 / size) + 1: UINT64_MAX / size is floor(2^64 / size) unless
+    // size is a power of two, where it falls one short.
+    t.info[c].check_c = UINT64_MAX / size + 1 + ((size & (size - 1)) == 0 ? 1 : 0);
+    t.info[c].check_step = uint64_t{size} * t.info[c].check_c;  // mod 2^64
   }
   int c = 0;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
@@ -81,11 +88,19 @@ static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 
 HAK_INLINE constexpr const ClassInfo& class_info(int cls) { return size_class_detail::kTables.info[cls]; }
 HAK_INLINE size_t class_size(int cls) { return size_class_detail::kTables.info[cls].size; }
-HAK_INLINE uint64_t class_divisor(int cls) { return size_class_detail::kTables.divisor[cls]; }
+
+// Is `off` (an address minus its slab's start) the start of one of the slab's
+// first `carved` blocks? Exactly when off * check_c < carved * check_step
+// (see ClassInfo), for any off below 2^22 and carved up to blocks_per_slab.
+// free() keeps carved * check_step in the unit entry, so the test of a
+// pointer is this one multiply and compare.
+HAK_INLINE constexpr bool class_block_test(const ClassInfo& ci, uint64_t off, uint32_t carved) {
+  return off * ci.check_c < uint64_t{carved} * ci.check_step;
+}
 
 // The class that serves `n` bytes, for n <= kTinyMax and n <= kSlabMax.
-HAK_INLINE unsigned tiny_size_to_class(size_t n) { return size_class_detail::kTables.small_class[(n + 7) >> 3]; }
-HAK_INLINE unsigned mid_size_to_class(size_t n) { return size_class_detail::kTables.mid_class[(n + 255) >> 8]; }
+HAK_INLINE constexpr unsigned tiny_size_to_class(size_t n) { return size_class_detail::kTables.small_class[(n + 7) >> 3]; }
+HAK_INLINE constexpr unsigned mid_size_to_class(size_t n) { return size_class_detail::kTables.mid_class[(n + 255) >> 8]; }
 HAK_INLINE int size_to_class(size_t n) {
   return static_cast<int>(n <= kTinyMax ? tiny_size_to_class(n) : mid_size_to_class(n));
 }

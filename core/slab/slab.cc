@@ -5,6 +5,8 @@
 namespace hakmem {
 
 uint8_t g_segmap[kSegmapSlots];
+uintptr_t g_arena_base = 0;
+uintptr_t g_arena_size = 0;
 
 namespace {
 
@@ -22,6 +24,26 @@ uint64_t g_segment_count = 0;
 uint64_t g_dirty_units = 0;
 uint64_t g_returned_bytes = 0;
 uint64_t g_slab_count[kNumClasses];
+
+int32_t g_free_routes[kNumClasses];  // set once by backend_init
+
+// The arena's segment slots are [g_arena_first_slot, size >> kSegmentShift);
+// the slots below hold the entry table. Slots below g_arena_used have been
+// committed at least once; those from g_arena_first_slot to
+// g_arena_free_hint are all live segments (the search for a free slot
+// starts there, keeping the heap low and compact). The table is committed up
+// to g_arena_table_committed bytes.
+uint64_t g_arena_first_slot = 0;
+uint64_t g_arena_used = 0;
+uint64_t g_arena_free_hint = 0;
+uint64_t g_arena_table_committed = 0;
+
+// Largest arena first: 1 TiB of address space costs nothing until used, but
+// the kernel or a tool (valgrind allows 32 GiB) may refuse; then less.
+constexpr size_t kArenaMaxShift = 40;
+constexpr size_t kArenaMinShift = 30;
+constexpr uint64_t kTableBytesPerSegment = kUnitsPerSegment * sizeof(UnitEntry);
+constexpr uint64_t kTableCommitStep = 64 * 1024;  // the entries of 32 segments
 
 // Per class: slabs that still have blocks to give (returned or never carved).
 // Guarded by the caller's central lock for that class.
@@ -63,10 +85,39 @@ int find_run(uint64_t avail, uint32_t units, uint32_t align_units) {
   return -1;
 }
 
+// Commits the arena's entry table far enough to hold slot `slot`'s entries.
+bool table_commit_through(uint64_t slot) {
+  uint64_t need = (slot + 1) * kTableBytesPerSegment;
+  if (need <= g_arena_table_committed) return true;
+  uint64_t to = (need + kTableCommitStep - 1) & ~(kTableCommitStep - 1);
+  if (!os_commit(reinterpret_cast<void*>(g_arena_base + g_arena_table_committed), to - g_arena_table_committed)) return false;
+  g_arena_table_committed = to;
+  return true;
+}
+
+// A segment: in a free arena slot (lowest first), else in a mapping of its
+// own. Zero-filled by the kernel either way, entries included.
+Segment* segment_memory() {
+  const uint64_t slots = g_arena_size >> kSegmentShift;
+  uint64_t i = g_arena_free_hint > g_arena_first_slot ? g_arena_free_hint : g_arena_first_slot;
+  for (; i < slots; ++i) {
+    char* at = reinterpret_cast<char*>(g_arena_base + (i << kSegmentShift));
+    if (i < g_arena_used && g_segmap[segmap_slot(at)] != kSlotForeign) continue;
+    if (!table_commit_through(i) || !os_commit(at, kSegmentSize)) break;
+    if (i >= g_arena_used) g_arena_used = i + 1;
+    g_arena_free_hint = i + 1;
+    Segment* s = reinterpret_cast<Segment*>(at);
+    s->units = reinterpret_cast<UnitEntry*>(g_arena_base + i * kTableBytesPerSegment);
+    return s;
+  }
+  Segment* s = static_cast<Segment*>(os_map_aligned(kSegmentSize, kSegmentSize));
+  if (s != nullptr) s->units = s->own_units;
+  return s;
+}
+
 Segment* segment_create() {
-  void* mem = os_map_aligned(kSegmentSize, kSegmentSize);
-  if (mem == nullptr) return nullptr;
-  Segment* s = static_cast<Segment*>(mem);  // zero-filled by the kernel
+  Segment* s = segment_memory();
+  if (s == nullptr) return nullptr;
   s->used_mask = 1;                         // unit 0: this header
   g_segmap[segmap_slot(s)] = kSlotSegment;
   ++g_segment_count;
@@ -80,7 +131,14 @@ void segment_destroy(Segment* s) {
   --g_segment_count;
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
   g_returned_bytes += kSegmentSize;
-  os_unmap(s, kSegmentSize);
+  // Its entries are all zero already: every unit is free.
+  if (s->units != s->own_units) {
+    uint64_t slot = (reinterpret_cast<uintptr_t>(s) - g_arena_base) >> kSegmentShift;
+    os_decommit(s, kSegmentSize);
+    if (slot < g_arena_free_hint) g_arena_free_hint = slot;
+  } else {
+    os_unmap(s, kSegmentSize);
+  }
 }
 
 void purge_segment(Segment* s) {
@@ -145,19 +203,24 @@ void partial_remove(int cls, Slab* s) {
   s->on_partial_list = false;
 }
 
-// Units [from, from + count) join the run that starts at unit `first`: the
-// run's first unit gets `head_tag`, the others `tail_tag`. Returns whether
-// they all read as zero (none dirty: never used, or purged with
-// MADV_DONTNEED on private anonymous memory, zero-filled on the next touch).
-bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, uint8_t head_tag, uint8_t tail_tag) {
+// Units [from, from + count) join the run of `kind` (and class `cls`) that
+// starts at unit `first`. Returns whether they all read as zero (none dirty:
+// never used, or purged with MADV_DONTNEED on private anonymous memory,
+// zero-filled on the next touch).
+bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, RunKind kind, int cls) {
   uint64_t mask = run_mask(count, from);
   bool zeroed = (seg->dirty_mask & mask) == 0;
   seg->used_mask |= mask;
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
   seg->dirty_mask &= ~mask;
+  const bool slab = kind == RunKind::kSlab;
   for (int u = from; u < from + static_cast<int>(count); ++u) {
-    seg->units[u].tag = u == first ? head_tag : tail_tag;
-    seg->units[u].run_offset = static_cast<uint32_t>(first) << kUnitShift;
+    UnitEntry& e = seg->units[u];
+    e.run_start = reinterpret_cast<uintptr_t>(unit_address(seg, first));
+    // Nothing carved yet: the limit stays 0 until the first carve.
+    e.check_c = slab ? class_info(cls).check_c : 0;
+    e.free_route = slab ? g_free_routes[cls] : 0;
+    e.tag = slab ? slab_tag(cls) : u == first ? kTagLarge : kTagLargeTail;
   }
   if (seg->used_mask == kAllUnits) {  // full segments wait at the back of the list
     list_remove(seg);
@@ -211,8 +274,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
     first = find_run(~seg->used_mask, units, align_units);
     if (first < 0) return nullptr;  // cannot happen for runs the callers ask for
   }
-  bool fresh = kind == RunKind::kSlab ? claim_units_locked(seg, first, first, units, slab_tag(cls), slab_tag(cls))
-                                      : claim_units_locked(seg, first, first, units, kTagLarge, kTagLargeTail);
+  bool fresh = claim_units_locked(seg, first, first, units, kind, cls);
   if (zeroed != nullptr) *zeroed = fresh;
   Slab* run = &seg->slabs[first];
   *run = Slab{};
@@ -247,7 +309,7 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
   if (new_units > units) {
     int from = first + static_cast<int>(units);
     if ((seg->used_mask & run_mask(new_units - units, from)) != 0) return false;
-    claim_units_locked(seg, first, from, new_units - units, kTagLarge, kTagLargeTail);
+    claim_units_locked(seg, first, from, new_units - units, RunKind::kLarge, 0);
   } else if (new_units < units) {
     release_units_locked(seg, first + static_cast<int>(new_units), units - new_units);
   }
@@ -255,6 +317,22 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
   run->large_size = static_cast<size_t>(new_units) << kUnitShift;
   if (new_units < units) maybe_purge_locked();
   return true;
+}
+
+void backend_init(bool use_arena, const int32_t free_routes[kNumClasses]) {
+  LockGuard guard(g_backend_lock);
+  for (int c = 0; c < kNumClasses; ++c) g_free_routes[c] = free_routes[c];
+  if (!use_arena || os_address_space_limited() || g_arena_size != 0) return;
+  for (size_t shift = kArenaMaxShift; shift >= kArenaMinShift; --shift) {
+    const uint64_t size = uint64_t{1} << shift;
+    void* base = os_reserve(size, kSegmentSize);
+    if (base == nullptr) continue;
+    g_arena_base = reinterpret_cast<uintptr_t>(base);
+    g_arena_size = size;
+    uint64_t table_bytes = (size >> kUnitShift) * sizeof(UnitEntry);
+    g_arena_first_slot = (table_bytes + kSegmentSize - 1) >> kSegmentShift;
+    return;
+  }
 }
 
 void backend_purge(bool force) {
@@ -306,9 +384,9 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       n += take;
       Segment* seg = slab_segment(s);
       int first = slab_first_unit(s);
-      uint32_t end = (static_cast<uint32_t>(first) << kUnitShift) + s->carved * ci.size;
+      uint64_t limit = uint64_t{s->carved} * ci.check_step;
       for (int u = first; u < first + static_cast<int>(s->units); ++u)
-        __atomic_store_n(&seg->units[u].carved_end, end, __ATOMIC_RELAXED);
+        __atomic_store_n(&seg->units[u].check_limit, limit, __ATOMIC_RELAXED);
     }
     if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
     s->used = s->carved - s->free_count;
@@ -365,7 +443,8 @@ int backend_check_integrity() {
       const UnitEntry& info = s->units[u];
       bool used = (s->used_mask >> u) & 1;
       if (!used) {
-        if (info.tag != kTagFree || info.run_offset != 0) fault(unit_address(s, u), "free unit carries a tag");
+        if (info.tag != kTagFree || info.run_start != 0 || info.check_c != 0 || entry_check_limit(info) != 0)
+          fault(unit_address(s, u), "free unit carries a tag");
         ++u;
         continue;
       }
@@ -376,7 +455,13 @@ int backend_check_integrity() {
       for (int k = 0; k < r->units; ++k) {
         const UnitEntry& ki = s->units[u + k];
         uint8_t want = r->kind == RunKind::kSlab ? slab_tag(r->cls) : k == 0 ? kTagLarge : kTagLargeTail;
-        if (ki.tag != want || entry_first_unit(ki) != u) fault(unit_address(s, u + k), "unit tag disagrees with its run");
+        if (ki.tag != want || ki.run_start != reinterpret_cast<uintptr_t>(unit_address(s, u)))
+          fault(unit_address(s, u + k), "unit tag disagrees with its run");
+        bool slab = r->kind == RunKind::kSlab;
+        if (ki.check_c != (slab ? class_info(r->cls).check_c : 0) ||
+            entry_check_limit(ki) != (slab ? uint64_t{r->carved} * class_info(r->cls).check_step : 0) ||
+            ki.free_route != (slab ? g_free_routes[r->cls] : 0))
+          fault(unit_address(s, u + k), "unit's free() numbers disagree with its run");
         if (((s->used_mask >> (u + k)) & 1) == 0) fault(unit_address(s, u + k), "unit of a live run marked free");
       }
       if (r->kind == RunKind::kSlab) {

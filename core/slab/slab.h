@@ -41,20 +41,6 @@ HAK_INLINE bool tag_is_slab(uint8_t tag) { return static_cast<uint8_t>(tag - kTa
 HAK_INLINE unsigned tag_class(uint8_t tag) { return static_cast<uint8_t>(tag - kTagSlabMagic); }
 HAK_INLINE uint8_t slab_tag(int cls) { return static_cast<uint8_t>(kTagSlabMagic + cls); }
 
-// The block-boundary divisor (ClassInfo::divisor_c) of the class a tag names,
-// and 0 for every tag that names no slab class. free() indexes this with the
-// raw tag: "off * c < c" is false when c is 0, so one test rejects both
-// non-slab units and interior pointers.
-struct TagDivisors {
-  uint64_t by_tag[256];
-};
-constexpr TagDivisors build_tag_divisors() {
-  TagDivisors t{};
-  for (int c = 0; c < kNumClasses; ++c) t.by_tag[kTagSlabMagic + c] = class_info(c).divisor_c;
-  return t;
-}
-inline constexpr TagDivisors kTagDivisors = build_tag_divisors();
-
 enum class RunKind : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
 
 // Descriptor of a run of units, stored at the index of its first unit.
@@ -73,43 +59,53 @@ struct Slab {
   bool on_partial_list;
 };
 
+// A unit's entry in its segment header: everything free() needs, so that
+// free reads one 32-byte entry and never touches the block before it has
+// proved that the pointer is a block hakmem handed out.
 struct UnitEntry {
-  uint32_t run_offset;  // bytes from the segment start to the first unit of this unit's run
-  // Slabs: bytes from the segment start to the end of the last block ever
-  // carved. free() accepts only blocks below it, so a pointer to a block
-  // never handed out (or into the slab's slack) is rejected. Grows while the
-  // slab lives; written under the class lock, read by free() without one
-  // (relaxed atomics: a freed block was carved before it was handed out).
-  uint32_t carved_end;
+  uintptr_t run_start;   // address of the first unit of this unit's run (0: free unit)
+  // Slab units: the class's ClassInfo::check_c. 0 in every other unit, which
+  // makes the block test below fail for any pointer into it.
+  uint64_t check_c;
+  // Slab units: carved * check_step, where the slab's first `carved` blocks
+  // have been handed out at least once. Grows while the slab lives; written
+  // under the class lock, read by free() without one (relaxed atomics: a
+  // freed block was carved before it was handed out).
+  uint64_t check_limit;
+  // Slab units: the thread pointer's distance to the TLS bin of the class
+  // (backend_set_free_routes), the same in every thread: free() finds the
+  // bin with one add instead of class -> bin arithmetic.
+  int32_t free_route;
   uint8_t tag;
-  uint8_t reserved[7];
+  uint8_t reserved[3];
 };
-static_assert(sizeof(UnitEntry) == 16, "an entry is indexed with one shift");
-HAK_INLINE uint32_t entry_carved_end(const UnitEntry& e) { return __atomic_load_n(&e.carved_end, __ATOMIC_RELAXED); }
-HAK_INLINE int entry_first_unit(const UnitEntry& e) { return static_cast<int>(e.run_offset >> kUnitShift); }
+static_assert(sizeof(UnitEntry) == 32, "an entry is indexed with one shift");
+HAK_INLINE int entry_first_unit(const UnitEntry& e) {
+  return static_cast<int>((e.run_start & kSegmentMask) >> kUnitShift);
+}
+HAK_INLINE uint64_t entry_check_limit(const UnitEntry& e) { return __atomic_load_n(&e.check_limit, __ATOMIC_RELAXED); }
 
 // Is `addr`, in the unit that `info` describes, the start of a slab block
-// that was handed out at least once? On a block boundary of its run (one
-// multiply instead of a division, see ClassInfo; a tag that names no class
-// has divisor 0 and fails too, so large spans, free units and interior
-// pointers all fail), and below the slab's carve line. free() asks this on
-// every call, before it writes anything into the block.
+// that was handed out at least once? class_block_test with the class's
+// numbers kept in the entry: one multiply and one compare reject interior
+// pointers, blocks never carved, the slab's slack, large spans and free
+// units alike. free() asks this on every call, before it writes anything
+// into the block.
 HAK_INLINE bool entry_is_block_start(const UnitEntry& info, uintptr_t addr) {
-  uint64_t divisor_c = kTagDivisors.by_tag[info.tag];
-  uint32_t in_segment = static_cast<uint32_t>(addr & kSegmentMask);
-  uint64_t offset = in_segment - info.run_offset;
-  if (offset * divisor_c >= divisor_c) return false;
-  return in_segment < entry_carved_end(info);
+  return (addr - info.run_start) * info.check_c < entry_check_limit(info);
 }
 
 struct Segment {
-  UnitEntry units[kUnitsPerSegment];
+  // The entries of this segment's units: a slice of the arena's entry table
+  // (see SegmentArena), or own_units for a segment outside the arena.
+  UnitEntry* units;
   uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header)
   uint64_t dirty_mask;                   // free units whose pages may still be resident
   uint64_t dirty_since_ms;               // when the oldest dirty unit was released
   Segment* next;                         // all segments, most recently used first
   Segment* prev;
   Slab slabs[kUnitsPerSegment];
+  UnitEntry own_units[kUnitsPerSegment];
 };
 static_assert(sizeof(Segment) <= kUnitSize, "the header fits in unit 0");
 
@@ -129,6 +125,42 @@ HAK_INLINE Segment* segment_lookup(const void* p) {
   if (slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment) return nullptr;
   return segment_of(p);
 }
+
+// ---- The segment arena ----
+// One reservation of address space that segments are committed from first,
+// laid out as [entry table | segments]. The table holds a UnitEntry for every
+// 64 KiB unit of the arena, at base + (unit index) * 32: free() finds a
+// pointer's entry from the pointer alone, with one subtraction and one
+// compare to prove the pointer lies in the arena, where the segment map
+// costs a shift, a bounds check, a table load and the address arithmetic of
+// a header (6 of the hot path's instructions per free; bench/callgrind).
+// The table is committed as the heap grows; a part of it that no live
+// segment uses reads as zeros, and an all-zero entry fails the block test,
+// so a stray pointer into an unused part of the arena is still rejected.
+// Segments past the arena (it is full, or there is none: HAKMEM_ARENA=0, or
+// an address-space limit) keep their entries in their own header and are
+// reached through the segment map, on free's slow path.
+// Written once, by backend_init, before the first segment exists; a free()
+// that reads the zeros from before sends its pointer to the slow path, the
+// right place for every pointer then. Two plain variables, not a struct:
+// each is then one RIP-relative operand on the hot path.
+extern uintptr_t g_arena_base HAK_INTERNAL;
+extern uintptr_t g_arena_size HAK_INTERNAL;  // 0 until backend_init, and when there is no arena
+
+// Whether `addr` lies in the arena; if so, `entry` is its unit's entry
+// (which may be all zeros: no segment there).
+HAK_INLINE bool arena_unit_entry(uintptr_t addr, const UnitEntry*& entry) {
+  const uintptr_t base = g_arena_base;
+  const uintptr_t offset = addr - base;
+  entry = reinterpret_cast<const UnitEntry*>(base + (offset >> kUnitShift) * sizeof(UnitEntry));
+  return offset < g_arena_size;
+}
+
+// Reserves the arena (unless `use_arena` is false, or an address-space
+// limit is set: reserved space would count against it) and remembers where
+// free() finds each class's TLS bin: free_routes[c] is the bin's distance
+// from the thread pointer (UnitEntry::free_route). Called once, at init.
+void backend_init(bool use_arena, const int32_t free_routes[kNumClasses]);
 
 // ---- Runs of units (backend; takes the backend lock itself) ----
 // A run of `units` units starting at a multiple of `align_units`, tagged for

@@ -47,9 +47,46 @@ HAK_INLINE uint32_t tls_bin_count(const TlsBin& bin) {
   return static_cast<uint32_t>(static_cast<int32_t>(bin.cap) - bin.room);
 }
 
-// Pops a block of class `cls`, or returns nullptr when the list is empty.
-HAK_INLINE void* tls_cache_pop(size_t cls) {
-  TlsBin& bin = t_cache.bins[cls];
+HAK_INLINE TlsBin& tls_bin(size_t cls) { return t_cache.bins[cls]; }
+HAK_INLINE int tls_bin_class(const TlsBin& bin) { return static_cast<int>(&bin - t_cache.bins); }
+
+// ---- Finding a bin without class arithmetic ----
+// malloc: the bin's byte offset in ThreadCache, straight from the request
+// size (one table load; the size-to-class map of size_class, pre-multiplied).
+struct SizeToBin {
+  uint16_t tiny[kTinyMax + 1];            // indexed by the size itself, 0..1 KiB
+  uint16_t mid[kSlabMax / 256 + 1];       // indexed by (n + 255) >> 8, n <= 128 KiB
+};
+constexpr SizeToBin build_size_to_bin() {
+  SizeToBin t{};
+  for (size_t n = 0; n <= kTinyMax; ++n) t.tiny[n] = static_cast<uint16_t>(tiny_size_to_class(n) * sizeof(TlsBin));
+  for (size_t i = 0; i <= kSlabMax / 256; ++i)
+    t.mid[i] = static_cast<uint16_t>(mid_size_to_class(i * 256) * sizeof(TlsBin));
+  return t;
+}
+inline constexpr SizeToBin kSizeToBin = build_size_to_bin();
+HAK_INLINE size_t tls_bin_offset_tiny(size_t n) { return kSizeToBin.tiny[n]; }
+HAK_INLINE size_t tls_bin_offset_mid(size_t n) { return kSizeToBin.mid[(n + 255) >> 8]; }
+HAK_INLINE TlsBin& tls_bin_at_offset(size_t offset) {
+  return *reinterpret_cast<TlsBin*>(reinterpret_cast<char*>(&t_cache) + offset);
+}
+HAK_INLINE size_t tls_bin_offset_class(size_t offset) { return offset / sizeof(TlsBin); }
+HAK_INLINE size_t tls_bin_offset_of_class(int cls) { return static_cast<size_t>(cls) * sizeof(TlsBin); }
+
+// free: the bin's distance from the thread pointer, which the backend keeps
+// in every slab unit's entry (UnitEntry::free_route). With initial-exec TLS
+// that distance is fixed when the library is loaded and is the same in
+// every thread, so one add finds the calling thread's bin.
+HAK_INLINE char* tls_thread_pointer() { return static_cast<char*>(__builtin_thread_pointer()); }
+inline int32_t tls_bin_route(int cls) {
+  return static_cast<int32_t>(reinterpret_cast<char*>(&t_cache.bins[cls]) - tls_thread_pointer());
+}
+HAK_INLINE TlsBin& tls_bin_by_route(int32_t route) {
+  return *reinterpret_cast<TlsBin*>(tls_thread_pointer() + route);
+}
+
+// Pops a block, or returns nullptr when the list is empty.
+HAK_INLINE void* tls_cache_pop(TlsBin& bin) {
   void* block = bin.head;
   if (HAK_UNLIKELY(block == nullptr)) return nullptr;
   bin.head = *static_cast<void**>(block);  // the link lives in the free block itself
@@ -68,22 +105,26 @@ constexpr int64_t kFreesPerPoll = 256;
 // Pushes a block; returns false when the caller must take the slow path: the
 // list has grown past its capacity (tls_cache_over_capacity: flush a batch),
 // or the bin's free tick ran out (tls_cache_take_poll: poll the decay).
-HAK_INLINE bool tls_cache_push(size_t cls, void* block) {
-  HAK_CONTRACT(contracts::block_enters_list(block, cls));
-  TlsBin& bin = t_cache.bins[cls];
+HAK_INLINE bool tls_cache_push(TlsBin& bin, void* block) {
+  HAK_CONTRACT(contracts::block_enters_list(block, static_cast<size_t>(tls_bin_class(bin))));
   *static_cast<void**>(block) = bin.head;
   bin.head = block;
-  if (HAK_UNLIKELY(--bin.room < 0)) {
-    --bin.free_tick;  // counted here so that the common path needs one test per counter
-    return false;
-  }
+  if (HAK_UNLIKELY(--bin.room < 0)) return false;  // the slow path counts this free's tick
   return HAK_LIKELY(--bin.free_tick >= 0);  // zero in a fresh bin: its first free also polls
 }
 
-HAK_INLINE bool tls_cache_over_capacity(int cls) { return t_cache.bins[cls].room < 0; }
+// After a push returned false: whether the bin is over capacity (flush a
+// batch). Such a push skipped its free tick to keep the common path at one
+// test per counter; it is counted here, before a flush can touch the bin.
+HAK_INLINE bool tls_cache_push_overflowed(int cls) {
+  TlsBin& bin = t_cache.bins[cls];
+  if (bin.room >= 0) return false;
+  --bin.free_tick;
+  return true;
+}
 
-// After a push returned false: true (once) when the bin's tick ran out, with
-// a new grant of frees made.
+// After a push returned false (and tls_cache_push_overflowed): true (once)
+// when the bin's tick ran out, with a new grant of frees made.
 HAK_INLINE bool tls_cache_take_poll(int cls) {
   TlsBin& bin = t_cache.bins[cls];
   if (bin.free_tick >= 0) return false;

@@ -25,7 +25,6 @@ TEST(SizeClass, TableShape) {
   EXPECT_GT(class_size(kNumTinyClasses), kTinyMax);
   for (int c = 0; c < kNumClasses; ++c) {
     EXPECT_EQ(class_info(c).size, class_size(c)) << c;
-    EXPECT_EQ(class_divisor(c), class_info(c).divisor_c) << c;
   }
 }
 
@@ -96,19 +95,38 @@ TEST(SizeClass, SlabGeometry) {
   }
 }
 
-// The block-boundary test of free(): (uint32)off * c < c  <=>  off % size == 0.
-bool divisor_says_boundary(uint64_t off, uint64_t c) { return static_cast<uint64_t>(static_cast<uint32_t>(off)) * c < c; }
-
-TEST(SizeClass, DivisorCheckAgreesWithModulo) {
+// free()'s block test (class_block_test): off * check_c < carved * check_step
+// exactly when off is the offset of one of the slab's first `carved` blocks.
+// Checked for every offset of a whole segment (a unit entry only ever sees
+// offsets inside its run, which is shorter), two ways: the two ranges the
+// multiply maps offsets into never meet, and the test itself agrees with
+// division for every number of carved blocks that matters.
+TEST(SizeClass, BlockTestAgreesWithDivision) {
   for (int c = 0; c < kNumClasses; ++c) {
     const ClassInfo& ci = class_info(c);
-    EXPECT_EQ(ci.divisor_c, UINT64_MAX / ci.size + 1) << c;
-    // Every offset of a whole segment, so also every offset inside a slab.
+    SCOPED_TRACE(testing::Message() << "class " << c << " (" << ci.size << " B)");
+    // floor(2^64 / size) + 1, and size * check_c - 2^64 in [1, size].
+    const unsigned __int128 two64 = static_cast<unsigned __int128>(1) << 64;
+    EXPECT_EQ(ci.check_c, static_cast<uint64_t>(two64 / ci.size + 1));
+    EXPECT_EQ(static_cast<unsigned __int128>(ci.check_c) * ci.size - two64, ci.check_step);
+    ASSERT_GE(ci.check_step, 1u);
+    ASSERT_LE(ci.check_step, ci.size);
+    ASSERT_GT(ci.check_c, uint64_t{ci.blocks_per_slab} * ci.check_step);
     for (uint64_t off = 0; off < kSegment; ++off) {
-      bool expect = off % ci.size == 0;
-      if (divisor_says_boundary(off, ci.divisor_c) != expect)
-        FAIL() << "class " << c << " size " << ci.size << " offset " << off << ": divisor says "
-               << !expect << ", modulo says " << expect;
+      const uint64_t image = off * ci.check_c;
+      if (off % ci.size == 0) {
+        if (image != off / ci.size * ci.check_step) FAIL() << "block " << off / ci.size << " maps to " << image;
+      } else if (image < ci.check_c) {
+        FAIL() << "offset " << off << " (not a block start) maps below check_c: " << image;
+      }
+    }
+    const uint32_t cap = ci.blocks_per_slab;
+    for (uint32_t carved : {0u, 1u, cap / 2, cap - 1, cap}) {
+      for (uint64_t off = 0; off < uint64_t{ci.slab_units} * kUnitSize + kUnitSize; ++off) {
+        bool expect = off % ci.size == 0 && off / ci.size < carved;
+        if (class_block_test(ci, off, carved) != expect)
+          FAIL() << "offset " << off << " carved " << carved << ": test says " << !expect;
+      }
     }
   }
 }
