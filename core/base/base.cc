@@ -19,7 +19,11 @@ void config_init() {
   g_config.stats_at_exit = env_flag("HAKMEM_STATS", false);
   g_config.verbose = env_flag("HAKMEM_VERBOSE", false);
   g_config.ace_enabled = env_flag("HAKMEM_ACE", true);
-  g_config.arena = env_flag("HAKMEM_ARENA", true);
+  if (const char* a = getenv("HAKMEM_ARENA")) {
+    char* end = nullptr;
+    unsigned long long mib = strtoull(a, &end, 10);
+    if (end != a) g_config.arena_max_mib = mib < g_config.arena_max_mib ? mib : g_config.arena_max_mib;
+  }
   if (const char* d = getenv("HAKMEM_DECAY_MS")) {
     char* end = nullptr;
     unsigned long ms = strtoul(d, &end, 10);

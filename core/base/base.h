@@ -61,7 +61,8 @@ struct Config {
   bool verbose = false;         // HAKMEM_VERBOSE=1
   bool ace_enabled = true;      // HAKMEM_ACE=0 disables the learner
   uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
-  bool arena = true;            // HAKMEM_ARENA=0: no segment arena (slab/slab.h)
+  // HAKMEM_ARENA: 0 = no segment arena (slab/slab.h); N = at most N MiB of it.
+  uint64_t arena_max_mib = uint64_t{1} << 20;
 };
 extern Config g_config;
 void config_init();

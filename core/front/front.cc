@@ -105,7 +105,7 @@ HAK_COLD void init_slow() {
     config_init();
     int32_t routes[kNumClasses];
     for (int c = 0; c < kNumClasses; ++c) routes[c] = tls_bin_route(c);
-    backend_init(g_config.arena, routes);
+    backend_init(g_config.arena_max_mib << 20, routes);
     refill_init();
     g_init_state.store(2, std::memory_order_release);
     // After the state says done: pthread_atfork may allocate, and that
@@ -413,6 +413,9 @@ extern "C" void hak_stats_get(hak_stats* out) {
     if (k.allocs > k.frees) in_use += (k.allocs - k.frees) * k.block_size;
   }
   out->segments = b.segments;
+  out->arena_base = b.arena_base;
+  out->arena_bytes = b.arena_bytes;
+  out->segments_outside_arena = b.segments_outside_arena;
   out->huge_cached_bytes = huge_cached_bytes();
   out->bytes_mapped = b.bytes_mapped + g_counters.huge_mapped_bytes.get();
   out->bytes_in_use = in_use + out->large_live_bytes + out->huge_live_bytes;

@@ -59,6 +59,11 @@ typedef struct hak_stats {
   uint64_t foreign_frees;     /* frees of pointers hakmem never handed out */
   uint64_t invalid_frees;     /* frees of interior or damaged pointers */
   uint64_t rss_bytes, peak_rss_bytes;
+  /* The segment arena, address space reserved so that free() finds a
+   * block's metadata fastest (0 bytes: none, HAKMEM_ARENA=0 or an
+   * address-space limit); segments outside it work alike, a little slower. */
+  uint64_t arena_base, arena_bytes;
+  uint64_t segments_outside_arena;
 } hak_stats;
 
 /* Fills `out` with counters summed over all threads (live and exited). */

@@ -21,6 +21,7 @@ Lock g_backend_lock;
 Segment* g_segments_head = nullptr;  // non-full segments first, full ones after
 Segment* g_segments_tail = nullptr;
 uint64_t g_segment_count = 0;
+uint64_t g_segments_outside_arena = 0;
 uint64_t g_dirty_units = 0;
 uint64_t g_returned_bytes = 0;
 uint64_t g_slab_count[kNumClasses];
@@ -40,8 +41,10 @@ uint64_t g_arena_table_committed = 0;
 
 // Largest arena first: 1 TiB of address space costs nothing until used, but
 // the kernel or a tool (valgrind allows 32 GiB) may refuse; then less.
+// A cap (HAKMEM_ARENA) may make it as small as two segments' worth: the
+// table's and one segment.
 constexpr size_t kArenaMaxShift = 40;
-constexpr size_t kArenaMinShift = 30;
+constexpr size_t kArenaMinShift = kSegmentShift + 1;
 constexpr uint64_t kTableBytesPerSegment = kUnitsPerSegment * sizeof(UnitEntry);
 constexpr uint64_t kTableCommitStep = 64 * 1024;  // the entries of 32 segments
 
@@ -111,7 +114,10 @@ Segment* segment_memory() {
     return s;
   }
   Segment* s = static_cast<Segment*>(os_map_aligned(kSegmentSize, kSegmentSize));
-  if (s != nullptr) s->units = s->own_units;
+  if (s != nullptr) {
+    s->units = s->own_units;
+    ++g_segments_outside_arena;
+  }
   return s;
 }
 
@@ -137,6 +143,7 @@ void segment_destroy(Segment* s) {
     os_decommit(s, kSegmentSize);
     if (slot < g_arena_free_hint) g_arena_free_hint = slot;
   } else {
+    --g_segments_outside_arena;
     os_unmap(s, kSegmentSize);
   }
 }
@@ -319,12 +326,13 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
   return true;
 }
 
-void backend_init(bool use_arena, const int32_t free_routes[kNumClasses]) {
+void backend_init(uint64_t arena_max, const int32_t free_routes[kNumClasses]) {
   LockGuard guard(g_backend_lock);
   for (int c = 0; c < kNumClasses; ++c) g_free_routes[c] = free_routes[c];
-  if (!use_arena || os_address_space_limited() || g_arena_size != 0) return;
+  if (os_address_space_limited() || g_arena_size != 0) return;
   for (size_t shift = kArenaMaxShift; shift >= kArenaMinShift; --shift) {
     const uint64_t size = uint64_t{1} << shift;
+    if (size > arena_max) continue;
     void* base = os_reserve(size, kSegmentSize);
     if (base == nullptr) continue;
     g_arena_base = reinterpret_cast<uintptr_t>(base);
@@ -425,6 +433,9 @@ void backend_stats(BackendStats* out) {
   out->bytes_dirty = g_dirty_units * kUnitSize;
   out->bytes_returned = g_returned_bytes;
   for (int c = 0; c < kNumClasses; ++c) out->slabs[c] = g_slab_count[c];
+  out->arena_base = g_arena_base;
+  out->arena_bytes = g_arena_size;
+  out->segments_outside_arena = g_segments_outside_arena;
 }
 
 int backend_check_integrity() {

@@ -156,11 +156,13 @@ HAK_INLINE bool arena_unit_entry(uintptr_t addr, const UnitEntry*& entry) {
   return offset < g_arena_size;
 }
 
-// Reserves the arena (unless `use_arena` is false, or an address-space
-// limit is set: reserved space would count against it) and remembers where
+// Reserves the arena, the largest power of two of at most `arena_max`
+// bytes (and 1 TiB) that the kernel grants (none when that is below 8 MiB,
+// or under an address-space limit, which reserved space would count
+// against), and remembers where
 // free() finds each class's TLS bin: free_routes[c] is the bin's distance
 // from the thread pointer (UnitEntry::free_route). Called once, at init.
-void backend_init(bool use_arena, const int32_t free_routes[kNumClasses]);
+void backend_init(uint64_t arena_max, const int32_t free_routes[kNumClasses]);
 
 // ---- Runs of units (backend; takes the backend lock itself) ----
 // A run of `units` units starting at a multiple of `align_units`, tagged for
@@ -205,6 +207,8 @@ struct BackendStats {
   uint64_t bytes_dirty;      // free units not yet returned
   uint64_t bytes_returned;   // cumulative: purged or unmapped
   uint64_t slabs[kNumClasses];
+  uint64_t arena_base, arena_bytes;
+  uint64_t segments_outside_arena;
 };
 void backend_stats(BackendStats* out);
 // Walks every segment and checks that tags, first-unit links, masks and slab

@@ -131,6 +131,9 @@ void stats_write_report(const hak_stats& s, int fd) {
   human_bytes(s.peak_rss_bytes, f, sizeof f);
   w.line("memory: %s mapped in %llu segments, %s in use, %s dirty, %s returned to the OS", a,
          static_cast<unsigned long long>(s.segments), b, c, d);
+  human_bytes(s.arena_bytes, a, sizeof a);
+  w.line("segment arena: %s of address space at %#llx, %llu segments outside it", a,
+         static_cast<unsigned long long>(s.arena_base), static_cast<unsigned long long>(s.segments_outside_arena));
   w.line("process: RSS %s, peak RSS %s", e, f);
   w.line("bad frees: %llu foreign, %llu invalid", static_cast<unsigned long long>(s.foreign_frees),
          static_cast<unsigned long long>(s.invalid_frees));

@@ -19,6 +19,7 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "slab/slab.h"
 
 extern char** environ;
 
@@ -199,6 +200,46 @@ TEST(BadFree, PointersIntoHakmemMetadataAreIgnored) {
   EXPECT_EQ(malloc_usable_size(huge), 5 * MiB);
   free(huge);
   free(small);
+  heap_still_usable();
+}
+
+// The segment arena (core/slab/slab.h): free() reads the unit entry of any
+// pointer inside it before it asks the segment map. Every part of the arena
+// that holds no live segment must read as zeros and send the pointer on as
+// foreign: the entry table itself, slots never used, and a segment given
+// back to the OS.
+TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
+  hak_stats s;
+  hak_stats_get(&s);
+  if (s.arena_bytes == 0) GTEST_SKIP() << "no segment arena in this run (HAKMEM_ARENA=0)";
+  const uintptr_t base = s.arena_base, end = s.arena_base + s.arena_bytes;
+  std::vector<uintptr_t> targets = {base, base + 16, base + 4096, base + 64 * KiB,  // the entry table
+                                    end - 4 * MiB, end - 4 * MiB + 64 * KiB, end - 4096, end - 16};
+  // Segments that lived and were given back: fill some with 64 KiB blocks,
+  // free them all and trim. Their slots read as zeros again; at least one
+  // of them must not have been taken by a newer segment.
+  std::vector<void*> blocks;
+  for (int i = 0; i < 600; ++i) blocks.push_back(malloc(64 * KiB));
+  for (void* p : blocks) free(p);
+  hak_trim();
+  size_t given_back = 0;
+  for (void* p : blocks) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    // A slot without a live segment reads as zeros, its header included.
+    bool slot_empty = a - base < s.arena_bytes && hakmem::segment_of(launder(p))->used_mask == 0;
+    if (slot_empty && given_back++ < 8) targets.push_back(a);
+  }
+  EXPECT_GT(given_back, 0u) << "no segment's slot was free again after the trim";
+  for (uintptr_t t : targets) {
+    ASSERT_LT(t - base, s.arena_bytes) << std::hex << t;
+    EXPECT_EQ(hak_owns(launder(t)), 0) << std::hex << t;
+    EXPECT_EQ(malloc_usable_size(launder(t)), 0u) << std::hex << t;
+    BadCounts before = bad_counts();
+    free(launder(t));
+    BadCounts after = bad_counts();
+    EXPECT_EQ(after.foreign - before.foreign, 1u) << std::hex << t;
+    EXPECT_EQ(after.invalid, before.invalid) << std::hex << t;
+  }
   heap_still_usable();
 }
 

@@ -242,6 +242,41 @@ TEST(Slab, SlabsReturnAfterFreeAndTrim) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
+// HAKMEM_ARENA decides the segment arena: none (0), at most N MiB, or by
+// default as much as the system grants, up to 1 TiB. Segments go into it
+// first and past it when it is full, and blocks in both free alike.
+TEST(Arena, SettingDecidesWhereSegmentsGo) {
+  const char* setting = getenv("HAKMEM_ARENA");
+  std::vector<void*> blocks;
+  for (int i = 0; i < 1200; ++i) blocks.push_back(malloc(32 * KiB));  // 40 MiB: ten segments
+  hak_stats s;
+  hak_stats_get(&s);
+  ASSERT_GE(s.segments, 10u);
+  if (setting != nullptr && strcmp(setting, "0") == 0) {
+    EXPECT_EQ(s.arena_bytes, 0u);
+    EXPECT_EQ(s.segments_outside_arena, s.segments);
+  } else if (setting != nullptr && strcmp(setting, "16") == 0) {
+    EXPECT_EQ(s.arena_bytes, 16 * MiB);  // the entry table's slot and three segments
+    EXPECT_EQ(s.segments_outside_arena, s.segments - 3);
+  } else {
+    EXPECT_GE(s.arena_bytes, 8 * MiB);
+    EXPECT_EQ(s.arena_bytes & (s.arena_bytes - 1), 0u) << "not a power of two";
+    EXPECT_EQ(s.segments_outside_arena, 0u);
+  }
+  size_t inside = 0;
+  for (void* p : blocks) inside += reinterpret_cast<uintptr_t>(p) - s.arena_base < s.arena_bytes;
+  EXPECT_EQ(inside == 0, s.arena_bytes == 0);
+  hak_stats before;
+  hak_stats_get(&before);
+  for (void* p : blocks) free(p);
+  hak_stats after;
+  hak_stats_get(&after);
+  int c = hakmem::size_to_class(32 * KiB);
+  EXPECT_EQ(after.classes[c].frees - before.classes[c].frees, blocks.size());
+  EXPECT_EQ(after.foreign_frees + after.invalid_frees, before.foreign_frees + before.invalid_frees);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
 TEST(Slab, CheckHeapSeesDamagedHeaders) {
   // hak_check_heap() == 0 means something only if it can report a fault:
   // damage a segment header on purpose, check, then repair it.
