@@ -153,7 +153,7 @@ void block_enters_list(const void* block, size_t cls) {
   } else if (e.check_c != class_info(static_cast<int>(cls)).check_c) {
     fire('E', "a unit's block-test multiplier is not its class's", block);
   } else {
-    size_t off = reinterpret_cast<uintptr_t>(block) - e.run_start;
+    size_t off = reinterpret_cast<uintptr_t>(block) + e.minus_run_start;
     if (off % class_size(cls) != 0 || off / class_size(cls) >= slab.carved)
       fire('E', "a block address is not on a carved block boundary of its slab", block);
   }

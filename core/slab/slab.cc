@@ -223,7 +223,7 @@ bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, RunKi
   const bool slab = kind == RunKind::kSlab;
   for (int u = from; u < from + static_cast<int>(count); ++u) {
     UnitEntry& e = seg->units[u];
-    e.run_start = reinterpret_cast<uintptr_t>(unit_address(seg, first));
+    e.minus_run_start = 0 - reinterpret_cast<uintptr_t>(unit_address(seg, first));
     // Nothing carved yet: the limit stays 0 until the first carve.
     e.check_c = slab ? class_info(cls).check_c : 0;
     e.free_route = slab ? g_free_routes[cls] : 0;
@@ -454,7 +454,7 @@ int backend_check_integrity() {
       const UnitEntry& info = s->units[u];
       bool used = (s->used_mask >> u) & 1;
       if (!used) {
-        if (info.tag != kTagFree || info.run_start != 0 || info.check_c != 0 || entry_check_limit(info) != 0)
+        if (info.tag != kTagFree || info.minus_run_start != 0 || info.check_c != 0 || entry_check_limit(info) != 0)
           fault(unit_address(s, u), "free unit carries a tag");
         ++u;
         continue;
@@ -466,7 +466,7 @@ int backend_check_integrity() {
       for (int k = 0; k < r->units; ++k) {
         const UnitEntry& ki = s->units[u + k];
         uint8_t want = r->kind == RunKind::kSlab ? slab_tag(r->cls) : k == 0 ? kTagLarge : kTagLargeTail;
-        if (ki.tag != want || ki.run_start != reinterpret_cast<uintptr_t>(unit_address(s, u)))
+        if (ki.tag != want || ki.minus_run_start != 0 - reinterpret_cast<uintptr_t>(unit_address(s, u)))
           fault(unit_address(s, u + k), "unit tag disagrees with its run");
         bool slab = r->kind == RunKind::kSlab;
         if (ki.check_c != (slab ? class_info(r->cls).check_c : 0) ||

@@ -63,7 +63,11 @@ struct Slab {
 // free reads one 32-byte entry and never touches the block before it has
 // proved that the pointer is a block hakmem handed out.
 struct UnitEntry {
-  uintptr_t run_start;   // address of the first unit of this unit's run (0: free unit)
+  // Minus the address of the first unit of this unit's run (0: free unit).
+  // Negated so that it is no pointer to a block: memcheck's leak checker
+  // would take it for one, and a leaked first block of a slab would pass
+  // for reachable. free() adds it instead of subtracting: the same cost.
+  uintptr_t minus_run_start;
   // Slab units: the class's ClassInfo::check_c. 0 in every other unit, which
   // makes the block test below fail for any pointer into it.
   uint64_t check_c;
@@ -81,7 +85,7 @@ struct UnitEntry {
 };
 static_assert(sizeof(UnitEntry) == 32, "an entry is indexed with one shift");
 HAK_INLINE int entry_first_unit(const UnitEntry& e) {
-  return static_cast<int>((e.run_start & kSegmentMask) >> kUnitShift);
+  return static_cast<int>(((0 - e.minus_run_start) & kSegmentMask) >> kUnitShift);
 }
 HAK_INLINE uint64_t entry_check_limit(const UnitEntry& e) { return __atomic_load_n(&e.check_limit, __ATOMIC_RELAXED); }
 
@@ -92,7 +96,7 @@ HAK_INLINE uint64_t entry_check_limit(const UnitEntry& e) { return __atomic_load
 // units alike. free() asks this on every call, before it writes anything
 // into the block.
 HAK_INLINE bool entry_is_block_start(const UnitEntry& info, uintptr_t addr) {
-  return (addr - info.run_start) * info.check_c < entry_check_limit(info);
+  return (addr + info.minus_run_start) * info.check_c < entry_check_limit(info);
 }
 
 struct Segment {

@@ -48,7 +48,14 @@ HAK_INLINE uint32_t tls_bin_count(const TlsBin& bin) {
 }
 
 HAK_INLINE TlsBin& tls_bin(size_t cls) { return t_cache.bins[cls]; }
-HAK_INLINE int tls_bin_class(const TlsBin& bin) { return static_cast<int>(&bin - t_cache.bins); }
+// The full address of the bins first (as in tls_bin_route): for a bin found
+// by its route, the compiler would otherwise subtract the TLS offset's GOT
+// entry directly, a form the linker cannot relax for an executable.
+HAK_INLINE int tls_bin_class(const TlsBin& bin) {
+  const TlsBin* bins = t_cache.bins;
+  asm("" : "+r"(bins));
+  return static_cast<int>(&bin - bins);
+}
 
 // ---- Finding a bin without class arithmetic ----
 // malloc: the bin's byte offset in ThreadCache, straight from the request
@@ -79,7 +86,12 @@ HAK_INLINE size_t tls_bin_offset_of_class(int cls) { return static_cast<size_t>(
 // every thread, so one add finds the calling thread's bin.
 HAK_INLINE char* tls_thread_pointer() { return static_cast<char*>(__builtin_thread_pointer()); }
 inline int32_t tls_bin_route(int cls) {
-  return static_cast<int32_t>(reinterpret_cast<char*>(&t_cache.bins[cls]) - tls_thread_pointer());
+  char* bin = reinterpret_cast<char*>(&t_cache.bins[cls]);
+  // The full address first: left to itself the compiler folds the
+  // difference into 32-bit arithmetic on the TLS offset's GOT entry, a form
+  // the linker cannot relax when it links hakmem into an executable.
+  asm("" : "+r"(bin));
+  return static_cast<int32_t>(bin - tls_thread_pointer());
 }
 HAK_INLINE TlsBin& tls_bin_by_route(int32_t route) {
   return *reinterpret_cast<TlsBin*>(tls_thread_pointer() + route);
