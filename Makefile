@@ -5,6 +5,7 @@
 #                   smoke, then the release build's unit tests and real programs (ctest's summary last)
 #   make check      only the release build's tests
 #   make demo       run a real program under hakmem beside glibc, with hakmem's statistics
+#   make hardened   the hardened variant, build/hardened/lib/libhakmem-hardened.so, and its tests
 #   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc
 #   make gate       the merge gate: a quick benchmark run checked against bench/thresholds
 #   make deps       install the Debian packages the build, tests and benchmarks need
@@ -12,7 +13,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind
+.PHONY: clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened
 FUZZ_SECONDS ?= 60
 
 all: release
@@ -22,7 +23,7 @@ release:
 	  -DHAKMEM_BENCH=ON -DHAKMEM_CONTRACTS=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/release -j $(JOBS)
 
-test: clang contracts asan ubsan tsan valgrind fuzz-smoke
+test: clang contracts asan ubsan tsan valgrind hardened fuzz-smoke
 	$(MAKE) --no-print-directory check
 
 check: release
@@ -42,6 +43,16 @@ bench: release
 
 gate: release
 	bash bench/gate
+
+# The hardened variant (SECURITY.md): its own tests make each fault it
+# catches happen on purpose; the unit tests (but the bad-free ones, whose
+# answer it changes from "count and ignore" to "abort") and the real programs
+# run on it too.
+hardened:
+	$(CMAKE) -S . -B $(BUILD)/hardened -DCMAKE_BUILD_TYPE=Release -DHAKMEM_HARDENED=ON -DHAKMEM_OVERRIDE=ON \
+	  -DHAKMEM_TESTS=ON -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/hardened -j $(JOBS)
+	cd $(BUILD)/hardened && ctest --output-on-failure -j $(JOBS) -LE proptest
 
 # The library and the stress tests built by clang++, warnings as errors.
 clang:

@@ -124,7 +124,7 @@ void list_moved(const void* head, uint32_t count, Place from, Place to) {
   const void* b = head;
   for (uint32_t i = 0; i < count && b != nullptr; ++i) {
     move_locked(b, from, to, 'C');
-    b = *static_cast<void* const*>(b);
+    b = block_next(b);
   }
 }
 

@@ -12,6 +12,7 @@ LIBDIR=/usr/lib/x86_64-linux-gnu
 alloc_lib() {
   case "$1" in
     hakmem) echo "${HAKMEM_LIB:-$BUILD/lib/libhakmem.so}" ;;
+    hakmem-hardened) echo "$ROOT/build/hardened/lib/libhakmem-hardened.so" ;;  # make hardened
     glibc) echo "" ;;
     mimalloc) echo "$LIBDIR/libmimalloc.so.2" ;;
     jemalloc) echo "$LIBDIR/libjemalloc.so.2" ;;
@@ -48,6 +49,10 @@ ensure_peers() {
   local missing=() a
   for a in "$@"; do
     case "$a" in hakmem | glibc) continue ;; esac
+    if [ "$a" = hakmem-hardened ]; then
+      [ -f "$(alloc_lib "$a")" ] || { echo "bench: build the hardened variant first: make hardened" >&2; return 1; }
+      continue
+    fi
     [ -f "$(alloc_lib "$a")" ] || missing+=("$(alloc_package "$a")")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

@@ -3,11 +3,31 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 namespace hakmem {
 
 Config g_config;
+uintptr_t g_block_secret = 0;
+
+void hardening_init() {
+  if (!kHardened || g_block_secret != 0) return;
+  uint64_t secret = 0;
+  if (syscall(SYS_getrandom, &secret, sizeof secret, GRND_NONBLOCK) != static_cast<long>(sizeof secret)) {
+    uint64_t at_random[2] = {0, 0};
+    if (const void* r = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) memcpy(at_random, r, sizeof at_random);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    secret = at_random[1] ^ (static_cast<uint64_t>(ts.tv_nsec) * 0x9e3779b97f4a7c15u);
+  }
+  g_block_secret = secret | 1;  // never 0: that would store links in the clear
+}
+
 
 static bool env_flag(const char* name, bool fallback) {
   const char* v = getenv(name);
@@ -31,18 +51,34 @@ void config_init() {
   }
 }
 
-void diag(const char* fmt, ...) {
+namespace {
+
+void vdiag(const char* fmt, va_list ap) {
   // vsnprintf with integer, pointer and string conversions does not allocate.
   char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
-  va_end(ap);
   if (n < 0) return;
   if (n > static_cast<int>(sizeof buf) - 2) n = sizeof buf - 2;
   buf[n++] = '\n';
   ssize_t ignored = write(2, buf, static_cast<size_t>(n));
   (void)ignored;
+}
+
+}  // namespace
+
+void diag(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vdiag(fmt, ap);
+  va_end(ap);
+}
+
+void hardened_abort(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vdiag(fmt, ap);
+  va_end(ap);
+  abort();
 }
 
 }  // namespace hakmem

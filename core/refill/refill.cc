@@ -54,7 +54,7 @@ HAK_COLD void* exited_thread_alloc(int cls) {
   void* head = nullptr;
   uint32_t n = central_take(cls, 1, &head);
   if (n == 0) return nullptr;
-  if (n > 1) central_give(cls, *static_cast<void**>(head), n - 1);
+  if (n > 1) central_give(cls, block_next(head), n - 1);
   HAK_CONTRACT(contracts::block_moved(head, contracts::Place::kTls, contracts::Place::kUser));
   g_counters.cls[cls].allocs.add(1);
   return head;
@@ -98,7 +98,7 @@ void adopt_policy(TlsBin& bin, int cls) {
 // The n-th block (n >= 1) of a list linked through word 0.
 void* list_nth(void* head, uint32_t n) {
   void* b = head;
-  for (uint32_t i = 1; i < n; ++i) b = *static_cast<void**>(b);
+  for (uint32_t i = 1; i < n; ++i) b = block_next(b);
   return b;
 }
 
@@ -112,7 +112,7 @@ void bury_foreign_block(TlsBin& bin, int cls) {
   void* head = nullptr;
   uint32_t n = central_take(cls, bin.batch, &head);
   if (n == 0) return;  // out of memory: the block simply stays on top
-  *static_cast<void**>(list_nth(head, n)) = bin.head;
+  block_set_next(list_nth(head, n), bin.head);
   bin.head = head;
   bin.room -= static_cast<int32_t>(n);
   bin.net_in += n;
@@ -149,7 +149,7 @@ void* refill_alloc(int cls) {
   ClassCounters& k = t_cache.counters[cls];
   ++k.misses;
   ++k.refills;
-  bin.head = *static_cast<void**>(head);  // the list was empty; the first block goes to the caller
+  bin.head = block_next(head);  // the list was empty; the first block goes to the caller
   bin.room -= static_cast<int32_t>(n - 1);
   bin.net_in += n;
   report_event(cls, AceEventKind::kRefill);
@@ -175,8 +175,8 @@ void refill_flush(int cls) {
   // outside any lock; the central pool then takes the batch whole.
   void* head = bin.head;
   void* last = list_nth(head, n);
-  bin.head = *static_cast<void**>(last);
-  *static_cast<void**>(last) = nullptr;
+  bin.head = block_next(last);
+  block_set_next(last, nullptr);
   bin.room += static_cast<int32_t>(n);
   bin.net_in -= n;
   central_give(cls, head, n);

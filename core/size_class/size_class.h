@@ -12,6 +12,9 @@
 namespace hakmem {
 
 constexpr int kNumClasses = 49;
+// The hardened variant keeps a mark in word 1 of every free block (base.h),
+// so its smallest class is the 16 B one; the 8 B class then serves nothing.
+constexpr int kSmallestClass = kHardened ? 1 : 0;
 constexpr int kNumTinyClasses = 21;        // classes 0..20: 8 B .. 1 KiB
 constexpr size_t kTinyMax = 1024;
 constexpr size_t kSlabMax = 128 * 1024;    // the mid limit: above it, the large box
@@ -66,7 +69,7 @@ constexpr Tables build() {
     t.info[c].check_c = UINT64_MAX / size + 1 + ((size & (size - 1)) == 0 ? 1 : 0);
     t.info[c].check_step = uint64_t{size} * t.info[c].check_c;  // mod 2^64
   }
-  int c = 0;
+  int c = kSmallestClass;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
     while (class_size(c) < i * 8) ++c;
     t.small_class[i] = static_cast<uint8_t>(c);

@@ -361,7 +361,11 @@ void backend_fork_child() { g_backend_lock.reinit_in_child(); }
 uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
   const ClassInfo& ci = class_info(cls);
   void* list = nullptr;
-  void** tail = &list;  // blocks are linked in the order taken: lowest address first
+  void* last = nullptr;  // blocks are linked in the order taken: lowest address first
+  auto append = [&list, &last](void* b) {
+    if (last != nullptr) block_set_next(last, b); else list = b;
+    last = b;
+  };
   uint32_t n = 0;
   while (n < want) {
     Slab* s = g_partial[cls];
@@ -374,10 +378,9 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
     }
     while (n < want && s->free_list != nullptr) {
       void* b = s->free_list;
-      s->free_list = *static_cast<void**>(b);
+      s->free_list = block_next(b);
       --s->free_count;
-      *tail = b;
-      tail = static_cast<void**>(b);
+      append(b);
       ++n;
     }
     if (n < want && s->carved < s->capacity) {
@@ -385,8 +388,8 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       uint32_t take = s->capacity - s->carved;
       if (take > want - n) take = want - n;
       for (uint32_t i = 0; i < take; ++i, p += ci.size) {
-        *tail = p;
-        tail = reinterpret_cast<void**>(p);
+        block_mark_free(p);  // free from now on, as far as the hardened checks go
+        append(p);
       }
       s->carved += take;
       n += take;
@@ -399,7 +402,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
     if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
     s->used = s->carved - s->free_count;
   }
-  *tail = nullptr;
+  if (last != nullptr) block_set_next(last, nullptr);
   *head = list;
   return n;
 }
@@ -407,10 +410,10 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
 void slab_return_blocks(int cls, void* head, uint32_t count) {
   while (count-- > 0 && head != nullptr) {
     void* b = head;
-    head = *static_cast<void**>(b);
+    head = block_next(b);
     Segment* seg = segment_of(b);
     Slab* s = &seg->slabs[entry_first_unit(seg->units[unit_of(b)])];
-    *static_cast<void**>(b) = s->free_list;
+    block_set_next(b, s->free_list);
     s->free_list = b;
     ++s->free_count;
     --s->used;
@@ -483,7 +486,7 @@ int backend_check_integrity() {
         if (r->used != r->carved - r->free_count) fault(r, "slab used count disagrees with its free list");
         uint32_t n = 0;
         char* start = unit_address(s, u);
-        for (void* b = r->free_list; b != nullptr && n <= r->capacity; b = *static_cast<void**>(b), ++n) {
+        for (void* b = r->free_list; b != nullptr && n <= r->capacity; b = block_next(b), ++n) {
           size_t off = static_cast<size_t>(static_cast<char*>(b) - start);
           if (static_cast<char*>(b) < start || off >= static_cast<size_t>(r->carved) * ci.size || off % ci.size != 0) {
             fault(b, "slab free list holds a block outside its carved blocks");

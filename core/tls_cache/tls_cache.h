@@ -101,7 +101,7 @@ HAK_INLINE TlsBin& tls_bin_by_route(int32_t route) {
 HAK_INLINE void* tls_cache_pop(TlsBin& bin) {
   void* block = bin.head;
   if (HAK_UNLIKELY(block == nullptr)) return nullptr;
-  bin.head = *static_cast<void**>(block);  // the link lives in the free block itself
+  bin.head = block_next(block);  // the link lives in the free block itself
   ++bin.room;
   return block;
 }
@@ -119,7 +119,7 @@ constexpr int64_t kFreesPerPoll = 256;
 // or the bin's free tick ran out (tls_cache_take_poll: poll the decay).
 HAK_INLINE bool tls_cache_push(TlsBin& bin, void* block) {
   HAK_CONTRACT(contracts::block_enters_list(block, static_cast<size_t>(tls_bin_class(bin))));
-  *static_cast<void**>(block) = bin.head;
+  block_set_next(block, bin.head);
   bin.head = block;
   if (HAK_UNLIKELY(--bin.room < 0)) return false;  // the slow path counts this free's tick
   return HAK_LIKELY(--bin.free_tick >= 0);  // zero in a fresh bin: its first free also polls

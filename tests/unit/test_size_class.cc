@@ -41,7 +41,7 @@ TEST(SizeClass, MultiplesOfSixteenAboveEight) {
 }
 
 TEST(SizeClass, SizeToClassIsSmallestFit) {
-  int expect = 0;
+  int expect = kSmallestClass;
   for (size_t n = 0; n <= kSlabMax; ++n) {
     while (class_size(expect) < n) ++expect;
     int got = size_to_class(n);
@@ -141,7 +141,7 @@ TEST(SizeClass, AlignedClass) {
       }
       // The smallest class >= n whose size is a multiple of align.
       int expect = -1;
-      for (int k = 0; k < kNumClasses; ++k)
+      for (int k = kSmallestClass; k < kNumClasses; ++k)
         if (class_size(k) >= n && class_size(k) >= align && class_size(k) % align == 0) {
           expect = k;
           break;
