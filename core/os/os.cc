@@ -38,18 +38,34 @@ bool map_fixed(void* p, size_t size, int prot) {
   return r == p;
 }
 
+// madvise, which may fail (an old kernel, a tool) without it mattering to
+// anyone: the caller's errno stays as it was.
+void advise(void* p, size_t size, int advice) {
+  int saved = errno;
+  madvise(p, size, advice);
+  errno = saved;
+}
+
 }  // namespace
 
 void* os_map_aligned(size_t size, size_t align, size_t offset) {
   return map_aligned(size, align, offset, PROT_READ | PROT_WRITE);
 }
 
-void* os_reserve(size_t size, size_t align) { return map_aligned(size, align, 0, PROT_READ); }
+// Reserved space is left out of core dumps: a kernel that pipes a core to a
+// handler (systemd-coredump, apport) would otherwise write every page of it,
+// zeros and all. Committed segments are dumped as usual.
+void* os_reserve(size_t size, size_t align) {
+  void* p = map_aligned(size, align, 0, PROT_READ);
+  if (p != nullptr) advise(p, size, MADV_DONTDUMP);
+  return p;
+}
 bool os_commit(void* p, size_t size) { return map_fixed(p, size, PROT_READ | PROT_WRITE); }
 void os_decommit(void* p, size_t size) {
   // Refused (the kernel's limit on mappings, say): the pages still go, and
   // the range reads as zeros all the same.
-  if (!map_fixed(p, size, PROT_READ)) madvise(p, size, MADV_DONTNEED);
+  if (!map_fixed(p, size, PROT_READ)) advise(p, size, MADV_DONTNEED);
+  advise(p, size, MADV_DONTDUMP);  // reserved space again (see os_reserve)
 }
 
 bool os_address_space_limited() {
@@ -62,7 +78,7 @@ void os_unmap(void* p, size_t size) {
 }
 
 void os_purge(void* p, size_t size) {
-  if (size != 0) madvise(p, size, MADV_DONTNEED);
+  if (size != 0) advise(p, size, MADV_DONTNEED);
 }
 
 bool os_remap_to(void* old_p, size_t old_size, void* target, size_t new_size) {

@@ -14,8 +14,8 @@ constexpr size_t kOsPageSize = 4096;
 void* os_map_aligned(size_t size, size_t align, size_t offset = 0);
 void os_unmap(void* p, size_t size);
 // Address space without memory: `size` bytes aligned to `align`, read-only
-// and reading as zeros, charged to nothing until committed. nullptr when the
-// kernel refuses.
+// and reading as zeros, charged to nothing until committed and left out of
+// core dumps. nullptr when the kernel refuses.
 void* os_reserve(size_t size, size_t align);
 // Turns part of a reservation into zeroed read-write memory, or back into
 // zeros that hold no memory. The range is never left unmapped in between.

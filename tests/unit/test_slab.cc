@@ -277,6 +277,45 @@ TEST(Arena, SettingDecidesWhereSegmentsGo) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
+// The arena's reserved space is left out of core dumps (a piped core would
+// carry all of it as zeros); committed segments and the entry table are
+// dumped like any heap. /proc/self/smaps says which is which: the "dd" flag.
+TEST(Arena, ReservedSpaceIsLeftOutOfCoreDumps) {
+  hak_stats s;
+  void* keep = malloc(100);
+  hak_stats_get(&s);
+  if (s.arena_bytes == 0) GTEST_SKIP() << "no segment arena in this run";
+  FILE* f = fopen("/proc/self/smaps", "r");
+  ASSERT_NE(f, nullptr);
+  char line[512];
+  unsigned long lo = 0, hi = 0;
+  char perms[8] = "";
+  int reserved = 0, committed = 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long a, b;
+    char p[8];
+    if (sscanf(line, "%lx-%lx %7s", &a, &b, p) == 3) {  // a mapping's first line
+      lo = a, hi = b;
+      strcpy(perms, p);
+      continue;
+    }
+    if (strncmp(line, "VmFlags:", 8) != 0) continue;
+    if (hi <= s.arena_base || lo >= s.arena_base + s.arena_bytes) continue;
+    bool dont_dump = strstr(line, " dd") != nullptr;
+    if (strcmp(perms, "r--p") == 0) {
+      ++reserved;
+      EXPECT_TRUE(dont_dump) << std::hex << lo << "-" << hi << " reserved but dumped";
+    } else {
+      ++committed;
+      EXPECT_FALSE(dont_dump) << std::hex << lo << "-" << hi << " (" << perms << ") committed but not dumped";
+    }
+  }
+  fclose(f);
+  EXPECT_GT(reserved, 0);
+  EXPECT_GT(committed, 0);
+  free(keep);
+}
+
 TEST(Slab, CheckHeapSeesDamagedHeaders) {
   // hak_check_heap() == 0 means something only if it can report a fault:
   // damage a segment header on purpose, check, then repair it.
