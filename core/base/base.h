@@ -136,36 +136,50 @@ HAK_INLINE void annotate_returned(void* p, size_t bytes) {
 // bin, a central batch, a slab's free list); every list is read and written
 // through block_next / block_set_next. The hardened variant (SECURITY.md)
 // stores each link encoded with a per-process secret and the block's own
-// address: a write after free cannot aim a later allocation at an address of
-// its choosing without the secret, and a damaged link decodes to an address
-// that the next allocation's check refuses. It also marks word 1 of every
-// free block (free_mark): free finds a double free by the mark, malloc a
-// list that leads to a block in use. Hardened blocks are at least 16 bytes.
+// address, and seals it: word 1 holds a check value of the secret, the
+// address and the encoded link. Every link read checks the seal, so a write
+// after free that changes a link (it cannot forge the seal without the
+// secret) stops the program wherever the list is walked; and a block whose
+// seal holds is free, which is how free() finds a double free. Hardened
+// blocks are at least 16 bytes.
 #if defined(HAKMEM_HARDENED)
 constexpr bool kHardened = true;
 #else
 constexpr bool kHardened = false;
 #endif
 extern uintptr_t g_block_secret HAK_INTERNAL;  // hardened: random, set once at init
+// The hardened variant's answer to a heap fault: one line, then abort().
+[[noreturn]] void hardened_abort(const char* fmt, ...) __attribute__((format(printf, 1, 2), cold));
 
+HAK_INLINE uintptr_t link_seal(const void* block, uintptr_t encoded) {
+  // Another turn of the secret than the encoding uses: no seal equals a link.
+  return ((g_block_secret << 29) | (g_block_secret >> 35)) ^ reinterpret_cast<uintptr_t>(block) ^ encoded;
+}
+// Hardened: whether `block` is free, i.e. its link is sealed.
+HAK_INLINE bool block_is_free(const void* block) {
+  const uintptr_t* w = static_cast<const uintptr_t*>(block);
+  return w[1] == link_seal(block, w[0]);
+}
+// Hardened: a block leaves the free lists for the program's hands.
+HAK_INLINE void block_unseal(void* block) {
+  if (kHardened) static_cast<uintptr_t*>(block)[1] = 0;
+}
 HAK_INLINE void* block_next(const void* block) {
   uintptr_t raw = *static_cast<const uintptr_t*>(block);
-  if (kHardened) raw ^= g_block_secret ^ reinterpret_cast<uintptr_t>(block);
+  if (kHardened) {
+    if (HAK_UNLIKELY(!block_is_free(block)))
+      hardened_abort("hakmem: a free list is damaged at %p (a write after free?); aborting", block);
+    raw ^= g_block_secret ^ reinterpret_cast<uintptr_t>(block);
+  }
   return reinterpret_cast<void*>(raw);
 }
 HAK_INLINE void block_set_next(void* block, const void* next) {
   uintptr_t raw = reinterpret_cast<uintptr_t>(next);
-  if (kHardened) raw ^= g_block_secret ^ reinterpret_cast<uintptr_t>(block);
+  if (kHardened) {
+    raw ^= g_block_secret ^ reinterpret_cast<uintptr_t>(block);
+    static_cast<uintptr_t*>(block)[1] = link_seal(block, raw);
+  }
   *static_cast<uintptr_t*>(block) = raw;
-}
-// Hardened: the value word 1 of a free block holds; another turn of the
-// secret than the links use, so that no link equals a mark.
-HAK_INLINE uintptr_t free_mark(const void* block) {
-  return ((g_block_secret << 29) | (g_block_secret >> 35)) ^ reinterpret_cast<uintptr_t>(block);
-}
-HAK_INLINE uintptr_t& block_mark_word(void* block) { return static_cast<uintptr_t*>(block)[1]; }
-HAK_INLINE void block_mark_free(void* block) {
-  if (kHardened) block_mark_word(block) = free_mark(block);
 }
 // Hardened: picks the secret (getrandom, else the kernel's AT_RANDOM bytes
 // and the clock). Called once, at init, before any block is linked.
@@ -174,7 +188,5 @@ void hardening_init();
 // Formats and writes one line to stderr without allocating; used for
 // diagnostics from inside the allocator, where stdio could recurse.
 void diag(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-// The hardened variant's answer to a heap fault: one line, then abort().
-[[noreturn]] void hardened_abort(const char* fmt, ...) __attribute__((format(printf, 1, 2), cold));
 
 }  // namespace hakmem

@@ -25,7 +25,7 @@ using namespace hakmem;
 namespace {
 
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
-HAK_NOINLINE void hardened_take(void* block, int cls);
+HAK_NOINLINE void hardened_check_free(void* block, int cls);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
 HAK_NOINLINE void free_flush(void* just_freed);
@@ -37,11 +37,11 @@ HAK_NOINLINE void free_flush(void* just_freed);
 // `bin_offset`: the bin's place in the thread cache (tls_bin_offset_*).
 HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
   TlsBin& bin = tls_bin_at_offset(bin_offset);
-  // Hardened: the block is checked before its link is read (a damaged link
-  // must not be followed).
-  if (kHardened && bin.head != nullptr) hardened_take(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
+  // Hardened: the block is checked before its link is read.
+  if (kHardened && bin.head != nullptr) hardened_check_free(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
   void* block = tls_cache_pop(bin);  // this thread's list: no lock, no atomic
   if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
+  block_unseal(block);  // hardened: in the program's hands now
   HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
   annotate_alloc(block, class_size(static_cast<int>(tls_bin_offset_class(bin_offset))), false);  // compiled away in release
   return block;
@@ -58,10 +58,8 @@ extern "C" void* hak_malloc(size_t size) {
 // p is a slab block that hakmem handed out (entry_is_block_start said so),
 // and `info` its unit's entry: onto this thread's list of its class.
 HAK_INLINE void free_to_thread_cache(void* p, const UnitEntry& info) {
-  if (kHardened) {  // a block that carries the free mark is free already
-    if (HAK_UNLIKELY(block_mark_word(p) == free_mark(p))) hardened_abort("hakmem: free(%p): double free; aborting", p);
-    block_mark_free(p);
-  }
+  // Hardened: a block whose link is sealed is free already (the push seals it).
+  if (kHardened && HAK_UNLIKELY(block_is_free(p))) hardened_abort("hakmem: free(%p): double free; aborting", p);
   HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
   annotate_free(p, class_size(static_cast<int>(tag_class(info.tag))));  // compiled away in release
   // Over capacity, or time to poll the decay: the slow path finds the class
@@ -175,16 +173,19 @@ void* small_alloc_slow(size_t bin_offset) {
     errno = ENOMEM;
     return nullptr;
   }
-  if (kHardened) hardened_take(p, cls);
+  if (kHardened) {
+    hardened_check_free(p, cls);
+    block_unseal(p);
+  }
   annotate_alloc(p, class_size(cls), false);
   return p;
 }
 
-// Hardened: `block` came off a list of class `cls` and is about to be
-// handed out. It must be a free block of that class: a link damaged by a
-// write after free decodes to an address that fails this, and a list that
-// leads to a block in use (no free mark) fails too. It loses its mark.
-void hardened_take(void* block, int cls) {
+// Hardened: `block` is the next one a list of class `cls` hands out. It must
+// be a free block (its link sealed) of that class: a link damaged by a write
+// after free fails the seal where it is read, and this also refuses a list
+// that leads to a block of another class or in use.
+void hardened_check_free(void* block, int cls) {
   // Where the block's unit entry is, safely for any address: the arena's
   // table, else the segment map.
   const UnitEntry* e;
@@ -193,10 +194,9 @@ void hardened_take(void* block, int cls) {
     e = seg != nullptr ? &seg->units[unit_of(block)] : nullptr;
   }
   if (e == nullptr || !entry_is_block_start(*e, reinterpret_cast<uintptr_t>(block)) ||
-      static_cast<int>(tag_class(e->tag)) != cls || block_mark_word(block) != free_mark(block))
+      static_cast<int>(tag_class(e->tag)) != cls || !block_is_free(block))
     hardened_abort("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
                    class_size(cls), block);
-  block_mark_word(block) = 0;
 }
 
 // A push returned false: over capacity, or the bin's free tick ran out (or both).

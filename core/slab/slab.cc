@@ -388,7 +388,6 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       uint32_t take = s->capacity - s->carved;
       if (take > want - n) take = want - n;
       for (uint32_t i = 0; i < take; ++i, p += ci.size) {
-        block_mark_free(p);  // free from now on, as far as the hardened checks go
         append(p);
       }
       s->carved += take;

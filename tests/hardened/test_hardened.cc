@@ -110,6 +110,28 @@ TEST_F(Hardened, WriteAfterFreeIntoALinkIsCaught) {
       "hakmem: malloc: the free list of 64-byte blocks is damaged at 0x[0-9a-f]+ \\(a write after free\\?\\); aborting");
 }
 
+// A damaged link deep in a thread's list, which no allocation reaches first:
+// every walk over a list checks each link's seal. malloc_trim() (hak_trim)
+// sends the thread's lists to the central pool and the pool's blocks back
+// to their slabs, one link at a time.
+TEST_F(Hardened, DamagedLinkDeepInAListStopsTheWalkThatReachesIt) {
+  EXPECT_DEATH(
+      {
+        std::vector<void*> v;
+        for (int i = 0; i < 100; ++i) v.push_back(malloc(96));
+        free(v[0]);
+        for (int i = 1; i < 100; ++i) free(v[i]);  // v[0] is deep in the list now
+        uintptr_t junk[2];
+        junk[0] = reinterpret_cast<uintptr_t>(&g_target[0]);
+        junk[1] = 0x1234;
+        memcpy(launder(v[0]), junk, sizeof junk);  // both words: link and seal
+        malloc_trim(0);
+        fprintf(stderr, "no fault seen\n");
+        _exit(0);
+      },
+      "hakmem: a free list is damaged at 0x[0-9a-f]+ \\(a write after free\\?\\); aborting");
+}
+
 // A free block's link is not the next block's address in the clear, and it
 // carries the free mark; both vanish when the block is handed out again.
 TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMark) {
