@@ -88,11 +88,17 @@ ubsan:
 	cd $(BUILD)/ubsan && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) \
 	  -LE programs -E contract_d
 
+# Not here: fork while threads allocate. A child forked from a threaded
+# process under TSan can hang in TSan's own runtime (its locks are not taken
+# around fork in this clang; llvm-project PR 96600), which failed a run of
+# ours once in about twenty. The clang, asan, hardened and release builds run
+# that test, and fork safety's unit tests.
 tsan:
 	$(CMAKE) -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_SANITIZE=thread \
 	  -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/tsan -j $(JOBS)
-	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L stress
+	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L stress \
+	  -E ForkWhileThreadsAllocate
 
 # Valgrind memcheck over programs on the prefixed API, hakmem describing its
 # blocks with client requests: clean runs, and a leak and a use after free caught.
