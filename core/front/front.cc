@@ -128,13 +128,15 @@ HAK_COLD void init_slow() {
 void count_bad_free(void* p, bool ours) {
   if (kHardened)
     hardened_abort("hakmem: free(%p): %s; aborting", p,
-                   ours ? "not a live block (interior, freed or damaged pointer)" : "pointer not allocated by hakmem");
+                   ours ? "not a live block (interior, freed or damaged pointer)"
+                        : "pointer not allocated by hakmem (or a huge block freed already)");
   HAK_CONTRACT(contracts::fire('C', ours ? "free of an interior or damaged pointer: not a block hakmem handed out"
                                           : "free of a pointer hakmem never handed out", p));
   if (ours) g_counters.invalid_frees.add(1); else g_counters.foreign_frees.add(1);
   if (g_config.verbose)
     diag("hakmem: free(%p): %s; ignored", p,
-         ours ? "not the start of a block (interior or damaged pointer)" : "pointer not allocated by hakmem");
+         ours ? "not the start of a block (interior or damaged pointer)"
+              : "pointer not allocated by hakmem (or a huge block freed already)");
 }
 
 bool in_our_memory(const void* p) {
