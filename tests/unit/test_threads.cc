@@ -434,6 +434,9 @@ void stats_while_threads_exit() {
       });
     }
     for (auto& t : ts) t.join();
+    // One snapshot at least per batch: on a loaded machine the batches can
+    // otherwise all pass before the watcher finds a quiet moment.
+    for (uint64_t seen = samples.load(); samples.load() == seen;) std::this_thread::yield();
   }
   stop.store(true);
   watcher.join();
@@ -441,7 +444,7 @@ void stats_while_threads_exit() {
   hak_stats_get(&s);
   EXPECT_EQ(s.classes[cls].allocs - base.classes[cls].allocs, uint64_t{kThreads} * kPerThread);
   EXPECT_EQ(s.classes[cls].frees - base.classes[cls].frees, uint64_t{kThreads} * kPerThread);
-  EXPECT_GT(samples.load(), 0u);
+  EXPECT_GE(samples.load(), uint64_t{kThreads / 4});
   EXPECT_EQ(over.load(), 0u) << "hak_stats_get counted an exiting thread twice: " << over.load() << " of "
                              << samples.load() << " snapshots too high, worst by " << worst.load()
                              << " allocations (" << kPerThread << " per thread)";
@@ -557,6 +560,8 @@ TEST(Threads, TrimStatsAndChecksWhileThreadsWork) {
   for (auto& t : ts) t.join();
   q.close();
   consumer.join();
+  // At least one whole trim and check, however fast the workers were.
+  for (uint64_t done = trims.load(); trims.load() < done + 1;) std::this_thread::yield();
   stop.store(true);
   janitor.join();
   EXPECT_EQ(corrupted.load(), 0u);
