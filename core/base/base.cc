@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/random.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,7 +17,7 @@ uintptr_t g_block_secret = 0;
 void hardening_init() {
   if (!kHardened || g_block_secret != 0) return;
   uint64_t secret = 0;
-  if (syscall(SYS_getrandom, &secret, sizeof secret, GRND_NONBLOCK) != static_cast<long>(sizeof secret)) {
+  if (getrandom(&secret, sizeof secret, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof secret)) {
     uint64_t at_random[2] = {0, 0};
     if (const void* r = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) memcpy(at_random, r, sizeof at_random);
     struct timespec ts;

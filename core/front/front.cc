@@ -26,6 +26,7 @@ namespace {
 
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
 HAK_NOINLINE void hardened_check_free(void* block, int cls);
+int slab_class_of(const void* p);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
 HAK_NOINLINE void free_flush(void* just_freed);
@@ -126,17 +127,13 @@ HAK_COLD void init_slow() {
 }
 
 void count_bad_free(void* p, bool ours) {
-  if (kHardened)
-    hardened_abort("hakmem: free(%p): %s; aborting", p,
-                   ours ? "not a live block (interior, freed or damaged pointer)"
-                        : "pointer not allocated by hakmem (or a huge block freed already)");
+  const char* why = ours ? "not a live block (interior, freed or damaged pointer)"
+                         : "pointer not allocated by hakmem (or a huge block freed already)";
+  if (kHardened) hardened_abort("hakmem: free(%p): %s; aborting", p, why);
   HAK_CONTRACT(contracts::fire('C', ours ? "free of an interior or damaged pointer: not a block hakmem handed out"
                                           : "free of a pointer hakmem never handed out", p));
   if (ours) g_counters.invalid_frees.add(1); else g_counters.foreign_frees.add(1);
-  if (g_config.verbose)
-    diag("hakmem: free(%p): %s; ignored", p,
-         ours ? "not the start of a block (interior or damaged pointer)"
-              : "pointer not allocated by hakmem (or a huge block freed already)");
+  if (g_config.verbose) diag("hakmem: free(%p): %s; ignored", p, why);
 }
 
 bool in_our_memory(const void* p) {
@@ -188,15 +185,7 @@ void* small_alloc_slow(size_t bin_offset) {
 // after free fails the seal where it is read, and this also refuses a list
 // that leads to a block of another class or in use.
 void hardened_check_free(void* block, int cls) {
-  // Where the block's unit entry is, safely for any address: the arena's
-  // table, else the segment map.
-  const UnitEntry* e;
-  if (!arena_unit_entry(reinterpret_cast<uintptr_t>(block), e)) {
-    Segment* seg = segment_lookup(block);
-    e = seg != nullptr ? &seg->units[unit_of(block)] : nullptr;
-  }
-  if (e == nullptr || !entry_is_block_start(*e, reinterpret_cast<uintptr_t>(block)) ||
-      static_cast<int>(tag_class(e->tag)) != cls || !block_is_free(block))
+  if (slab_class_of(block) != cls || !block_is_free(block))  // slab_class_of: safe for any address
     hardened_abort("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
                    class_size(cls), block);
 }
@@ -205,7 +194,7 @@ void hardened_check_free(void* block, int cls) {
 void free_flush(void* just_freed) {
   front_ensure_init();
   int cls = static_cast<int>(tag_class(segment_of(just_freed)->units[unit_of(just_freed)].tag));
-  if (tls_cache_push_overflowed(cls)) refill_flush(cls);
+  if (tls_cache_over_capacity(cls)) refill_flush(cls);
   if (tls_cache_take_poll(cls)) decay_poll();
 }
 

@@ -95,10 +95,16 @@ HAK_INLINE size_t class_size(int cls) { return size_class_detail::kTables.info[c
 // Is `off` (an address minus its slab's start) the start of one of the slab's
 // first `carved` blocks? Exactly when off * check_c < carved * check_step
 // (see ClassInfo), for any off below 2^22 and carved up to blocks_per_slab.
-// free() keeps carved * check_step in the unit entry, so the test of a
-// pointer is this one multiply and compare.
+// free() keeps the limit, carved * check_step, in the unit entry, so the
+// test of a pointer is this one multiply and compare (block_offset_test).
+HAK_INLINE constexpr uint64_t class_carve_limit(const ClassInfo& ci, uint32_t carved) {
+  return uint64_t{carved} * ci.check_step;
+}
+HAK_INLINE constexpr bool block_offset_test(uint64_t off, uint64_t check_c, uint64_t limit) {
+  return off * check_c < limit;
+}
 HAK_INLINE constexpr bool class_block_test(const ClassInfo& ci, uint64_t off, uint32_t carved) {
-  return off * ci.check_c < uint64_t{carved} * ci.check_step;
+  return block_offset_test(off, ci.check_c, class_carve_limit(ci, carved));
 }
 
 // The class that serves `n` bytes, for n <= kTinyMax and n <= kSlabMax.

@@ -29,13 +29,12 @@ uint64_t g_slab_count[kNumClasses];
 int32_t g_free_routes[kNumClasses];  // set once by backend_init
 
 // The arena's segment slots are [g_arena_first_slot, size >> kSegmentShift);
-// the slots below hold the entry table. Slots below g_arena_used have been
-// committed at least once; those from g_arena_first_slot to
+// the slots below hold the entry table. Those from g_arena_first_slot to
 // g_arena_free_hint are all live segments (the search for a free slot
-// starts there, keeping the heap low and compact). The table is committed up
-// to g_arena_table_committed bytes.
+// starts there, keeping the heap low and compact); the segment map tells
+// which of the others are. The table is committed up to
+// g_arena_table_committed bytes.
 uint64_t g_arena_first_slot = 0;
-uint64_t g_arena_used = 0;
 uint64_t g_arena_free_hint = 0;
 uint64_t g_arena_table_committed = 0;
 
@@ -105,9 +104,8 @@ Segment* segment_memory() {
   uint64_t i = g_arena_free_hint > g_arena_first_slot ? g_arena_free_hint : g_arena_first_slot;
   for (; i < slots; ++i) {
     char* at = reinterpret_cast<char*>(g_arena_base + (i << kSegmentShift));
-    if (i < g_arena_used && g_segmap[segmap_slot(at)] != kSlotForeign) continue;
+    if (g_segmap[segmap_slot(at)] != kSlotForeign) continue;  // a live segment
     if (!table_commit_through(i) || !os_commit(at, kSegmentSize)) break;
-    if (i >= g_arena_used) g_arena_used = i + 1;
     g_arena_free_hint = i + 1;
     Segment* s = reinterpret_cast<Segment*>(at);
     s->units = reinterpret_cast<UnitEntry*>(g_arena_base + i * kTableBytesPerSegment);
@@ -394,7 +392,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       n += take;
       Segment* seg = slab_segment(s);
       int first = slab_first_unit(s);
-      uint64_t limit = uint64_t{s->carved} * ci.check_step;
+      uint64_t limit = class_carve_limit(ci, s->carved);
       for (int u = first; u < first + static_cast<int>(s->units); ++u)
         __atomic_store_n(&seg->units[u].check_limit, limit, __ATOMIC_RELAXED);
     }
@@ -472,7 +470,7 @@ int backend_check_integrity() {
           fault(unit_address(s, u + k), "unit tag disagrees with its run");
         bool slab = r->kind == RunKind::kSlab;
         if (ki.check_c != (slab ? class_info(r->cls).check_c : 0) ||
-            entry_check_limit(ki) != (slab ? uint64_t{r->carved} * class_info(r->cls).check_step : 0) ||
+            entry_check_limit(ki) != (slab ? class_carve_limit(class_info(r->cls), r->carved) : 0) ||
             ki.free_route != (slab ? g_free_routes[r->cls] : 0))
           fault(unit_address(s, u + k), "unit's free() numbers disagree with its run");
         if (((s->used_mask >> (u + k)) & 1) == 0) fault(unit_address(s, u + k), "unit of a live run marked free");

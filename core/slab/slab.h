@@ -77,7 +77,7 @@ struct UnitEntry {
   // freed block was carved before it was handed out).
   uint64_t check_limit;
   // Slab units: the thread pointer's distance to the TLS bin of the class
-  // (backend_set_free_routes), the same in every thread: free() finds the
+  // (backend_init), the same in every thread: free() finds the
   // bin with one add instead of class -> bin arithmetic.
   int32_t free_route;
   uint8_t tag;
@@ -96,12 +96,12 @@ HAK_INLINE uint64_t entry_check_limit(const UnitEntry& e) { return __atomic_load
 // units alike. free() asks this on every call, before it writes anything
 // into the block.
 HAK_INLINE bool entry_is_block_start(const UnitEntry& info, uintptr_t addr) {
-  return (addr + info.minus_run_start) * info.check_c < entry_check_limit(info);
+  return block_offset_test(addr + info.minus_run_start, info.check_c, entry_check_limit(info));
 }
 
 struct Segment {
   // The entries of this segment's units: a slice of the arena's entry table
-  // (see SegmentArena), or own_units for a segment outside the arena.
+  // (see the segment arena below), or own_units for a segment outside it.
   UnitEntry* units;
   uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header)
   uint64_t dirty_mask;                   // free units whose pages may still be resident

@@ -48,13 +48,17 @@ HAK_INLINE uint32_t tls_bin_count(const TlsBin& bin) {
 }
 
 HAK_INLINE TlsBin& tls_bin(size_t cls) { return t_cache.bins[cls]; }
-// The full address of the bins first (as in tls_bin_route): for a bin found
-// by its route, the compiler would otherwise subtract the TLS offset's GOT
-// entry directly, a form the linker cannot relax for an executable.
-HAK_INLINE int tls_bin_class(const TlsBin& bin) {
-  const TlsBin* bins = t_cache.bins;
+// The bins' full address, for arithmetic with a bin found by its route
+// (below). Left to itself the compiler folds such a difference into
+// arithmetic on the TLS offset's GOT entry (a subtraction, or 32-bit), forms
+// the linker cannot relax when it links hakmem into an executable.
+HAK_INLINE char* tls_bins_address() {
+  char* bins = reinterpret_cast<char*>(t_cache.bins);
   asm("" : "+r"(bins));
-  return static_cast<int>(&bin - bins);
+  return bins;
+}
+HAK_INLINE int tls_bin_class(const TlsBin& bin) {
+  return static_cast<int>((reinterpret_cast<const char*>(&bin) - tls_bins_address()) / sizeof(TlsBin));
 }
 
 // ---- Finding a bin without class arithmetic ----
@@ -86,12 +90,7 @@ HAK_INLINE size_t tls_bin_offset_of_class(int cls) { return static_cast<size_t>(
 // every thread, so one add finds the calling thread's bin.
 HAK_INLINE char* tls_thread_pointer() { return static_cast<char*>(__builtin_thread_pointer()); }
 inline int32_t tls_bin_route(int cls) {
-  char* bin = reinterpret_cast<char*>(&t_cache.bins[cls]);
-  // The full address first: left to itself the compiler folds the
-  // difference into 32-bit arithmetic on the TLS offset's GOT entry, a form
-  // the linker cannot relax when it links hakmem into an executable.
-  asm("" : "+r"(bin));
-  return static_cast<int32_t>(bin - tls_thread_pointer());
+  return static_cast<int32_t>(tls_bins_address() + tls_bin_offset_of_class(cls) - tls_thread_pointer());
 }
 HAK_INLINE TlsBin& tls_bin_by_route(int32_t route) {
   return *reinterpret_cast<TlsBin*>(tls_thread_pointer() + route);
@@ -121,22 +120,17 @@ HAK_INLINE bool tls_cache_push(TlsBin& bin, void* block) {
   HAK_CONTRACT(contracts::block_enters_list(block, static_cast<size_t>(tls_bin_class(bin))));
   block_set_next(block, bin.head);
   bin.head = block;
-  if (HAK_UNLIKELY(--bin.room < 0)) return false;  // the slow path counts this free's tick
+  if (HAK_UNLIKELY(--bin.room < 0)) {
+    --bin.free_tick;  // counted here so that the common path needs one test per counter
+    return false;
+  }
   return HAK_LIKELY(--bin.free_tick >= 0);  // zero in a fresh bin: its first free also polls
 }
 
-// After a push returned false: whether the bin is over capacity (flush a
-// batch). Such a push skipped its free tick to keep the common path at one
-// test per counter; it is counted here, before a flush can touch the bin.
-HAK_INLINE bool tls_cache_push_overflowed(int cls) {
-  TlsBin& bin = t_cache.bins[cls];
-  if (bin.room >= 0) return false;
-  --bin.free_tick;
-  return true;
-}
+HAK_INLINE bool tls_cache_over_capacity(int cls) { return t_cache.bins[cls].room < 0; }
 
-// After a push returned false (and tls_cache_push_overflowed): true (once)
-// when the bin's tick ran out, with a new grant of frees made.
+// After a push returned false: true (once) when the bin's tick ran out, with
+// a new grant of frees made.
 HAK_INLINE bool tls_cache_take_poll(int cls) {
   TlsBin& bin = t_cache.bins[cls];
   if (bin.free_tick >= 0) return false;
