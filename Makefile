@@ -6,7 +6,8 @@
 #   make check      only the release build's tests
 #   make demo       run a real program under hakmem beside glibc, with hakmem's statistics
 #   make hardened   the hardened variant, build/hardened/lib/libhakmem-hardened.so, and its tests
-#   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc
+#   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc, the hardened
+#                   variant beside release
 #   make gate       the merge gate: a quick benchmark run checked against bench/thresholds
 #   make deps       install the Debian packages the build, tests and benchmarks need
 JOBS ?= $(shell nproc)
@@ -38,7 +39,13 @@ FUZZ_SMOKE_SECONDS ?= 15
 demo:
 	bash ci/demo
 
+# The hardened library alone (its tests are `make hardened`'s), so that
+# bench/run measures it beside release; the options are the hardened target's,
+# so the two share build/hardened without reconfiguring it.
 bench: release
+	$(CMAKE) -S . -B $(BUILD)/hardened -DCMAKE_BUILD_TYPE=Release -DHAKMEM_HARDENED=ON -DHAKMEM_OVERRIDE=ON \
+	  -DHAKMEM_TESTS=ON -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/hardened -j $(JOBS) --target hakmem
 	bash bench/run $(BENCH_ARGS)
 
 gate: release

@@ -142,7 +142,7 @@ void block_enters_list(const void* block, size_t cls) {
     fire('E', "a block outside every segment entered a thread list", block);
     return;
   }
-  const UnitEntry& e = seg->units[unit_of(block)];
+  const UnitEntry& e = segment_units(seg)[unit_of(block)];
   const Slab& slab = seg->slabs[entry_first_unit(e)];
   if (!tag_is_slab(e.tag)) {
     fire('E', "a block entered a thread list from a unit whose tag is not a slab tag", block);

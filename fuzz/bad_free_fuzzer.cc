@@ -146,7 +146,7 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
       void* p = find_block(m, RunKind::kSlab, v);
       if (p == nullptr) break;
       hakmem::Segment* seg = hakmem::segment_lookup(p);
-      const hakmem::UnitEntry& e = seg->units[hakmem::unit_of(p)];
+      const hakmem::UnitEntry& e = hakmem::segment_units(seg)[hakmem::unit_of(p)];
       int first = hakmem::entry_first_unit(e);
       const hakmem::Slab* s = &seg->slabs[first];
       const hakmem::ClassInfo& ci = hakmem::class_info(s->cls);
@@ -166,7 +166,7 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
       hakmem::Segment* seg = hakmem::segment_lookup(p);
       int unit = static_cast<int>(off % hakmem::kUnitsPerSegment);
       char* q = hakmem::unit_address(seg, unit) + ((c & 2) ? 0 : (off >> 8) % hakmem::kUnitSize);
-      const hakmem::UnitEntry& e = seg->units[unit];
+      const hakmem::UnitEntry& e = hakmem::segment_units(seg)[unit];
       // Only pointers that cannot be a block start: the header unit, free units, tail units, span interiors.
       bool block_start = hakmem::tag_is_slab(e.tag) || (e.tag == hakmem::kTagLarge && q == hakmem::unit_address(seg, unit) &&
                                                        hakmem::entry_first_unit(e) == unit);
@@ -204,7 +204,7 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
         expect_rejected(base + off % (s.arena_bytes / 2048), "arena entry table", c & 1);
       } else {
         char* last = base + s.arena_bytes - hakmem::kSegmentSize;
-        if (hakmem::segment_of(last)->used_mask == 0) expect_rejected(last + off % hakmem::kSegmentSize, "unused arena slot", c & 1);
+        if (hakmem::segment_lookup(last) == nullptr) expect_rejected(last + off % hakmem::kSegmentSize, "unused arena slot", c & 1);
       }
       break;
     }

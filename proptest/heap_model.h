@@ -383,7 +383,7 @@ class HeapModel {
       if ((a & kSegmentMask) != 0) fail("huge block %p is not on a 4 MiB boundary", p);
       if (usable % kPageSize != 0) fail("huge block %p: usable size %zu not whole pages", p, usable);
 #ifdef PROP_HAVE_SEGMAP
-      if (g_segmap[segmap_slot(p)] != kSlotHuge) fail("huge block %p: segment map slot is %d", p, g_segmap[segmap_slot(p)]);
+      if (segmap_kind(p) != kSlotHuge) fail("huge block %p: segment map slot is %d", p, segmap_kind(p));
 #endif
       return;
     }
@@ -392,14 +392,15 @@ class HeapModel {
     // links the objects (PROP_HAVE_SEGMAP); hak_owns() vouched for p above.
 #ifdef PROP_HAVE_SEGMAP
     Segment* seg = segment_lookup(p);
-    if (seg == nullptr) fail("%p (%s, %zu bytes): not in a segment the map knows", p, run_kind_name(b.expect.kind), b.req);
 #else
     if (!hak_owns(p)) fail("%p (%zu bytes): hak_owns says no", p, b.req);
-    Segment* seg = segment_of(p);
+    Segment* seg = inspect_segment(p);
 #endif
+    if (seg == nullptr) fail("%p (%s, %zu bytes): not in a segment the map knows", p, run_kind_name(b.expect.kind), b.req);
+    UnitEntry* units = inspect_units(seg);
     int unit = unit_of(p);
     if (unit == 0) fail("%p: a block in a segment's header unit", p);
-    const UnitEntry& e = seg->units[unit];
+    const UnitEntry& e = units[unit];
     int first = entry_first_unit(e);
     if (first <= 0 || first > unit) fail("%p: unit %d entry points at run start %d", p, unit, first);
     const Slab* run = &seg->slabs[first];
@@ -431,8 +432,8 @@ class HeapModel {
       if (run->large_size != usable) fail("large block %p: span size %zu, usable size %zu", p, run->large_size, usable);
       if (static_cast<size_t>(run->units) * kUnitSize < usable) fail("large block %p: %u units hold less than %zu", p, run->units, usable);
       for (int k = 1; k < run->units; ++k)
-        if (seg->units[first + k].tag != kTagLargeTail || entry_first_unit(seg->units[first + k]) != first)
-          fail("large block %p: unit %d of its span has tag %#x", p, first + k, seg->units[first + k].tag);
+        if (units[first + k].tag != kTagLargeTail || entry_first_unit(units[first + k]) != first)
+          fail("large block %p: unit %d of its span has tag %#x", p, first + k, units[first + k].tag);
     }
   }
 

@@ -186,8 +186,8 @@ namespace {
 
 // The slab of a live slab block p (p must be one; works with the shared library).
 const hakmem::Slab* slab_of(void* p, char** start) {
-  hakmem::Segment* seg = hakmem::segment_of(p);
-  int first = hakmem::entry_first_unit(seg->units[hakmem::unit_of(p)]);
+  hakmem::Segment* seg = hakmem::inspect_segment(p);
+  int first = hakmem::entry_first_unit(hakmem::inspect_units(seg)[hakmem::unit_of(p)]);
   *start = hakmem::unit_address(seg, first);
   return &seg->slabs[first];
 }

@@ -6,19 +6,31 @@ ROOT=$(cd "$BENCH_DIR/.." && pwd)
 BUILD=${HAKMEM_BUILD_DIR:-$ROOT/build/release}
 JOBS=${JOBS:-2}
 ALL_ALLOCATORS=(hakmem glibc mimalloc jemalloc tcmalloc)
+HARDENED_LIB=$ROOT/build/hardened/lib/libhakmem-hardened.so
 LIBDIR=/usr/lib/x86_64-linux-gnu
 
 # The library to preload for an allocator ("" for glibc).
 alloc_lib() {
   case "$1" in
     hakmem) echo "${HAKMEM_LIB:-$BUILD/lib/libhakmem.so}" ;;
-    hakmem-hardened) echo "$ROOT/build/hardened/lib/libhakmem-hardened.so" ;;  # make hardened
+    hakmem-hardened) echo "${HAKMEM_HARDENED_LIB:-$HARDENED_LIB}" ;;  # make hardened
     glibc) echo "" ;;
     mimalloc) echo "$LIBDIR/libmimalloc.so.2" ;;
     jemalloc) echo "$LIBDIR/libjemalloc.so.2" ;;
     tcmalloc) echo "$LIBDIR/libtcmalloc_minimal.so.4" ;;
     *) return 1 ;;
   esac
+}
+
+# The allocators measured when none are named: the five, and the hardened
+# variant beside the release library once it has been built (it is ours, not
+# a peer; the report compares it with release only).
+default_allocators() {
+  local a
+  for a in "${ALL_ALLOCATORS[@]}"; do
+    echo "$a"
+    if [ "$a" = hakmem ] && [ -f "$(alloc_lib hakmem-hardened)" ]; then echo hakmem-hardened; fi
+  done | paste -sd' ' -
 }
 
 alloc_package() {

@@ -9,7 +9,9 @@ bench/run renders to PNG.
 Figures: the median over repeats of each workload's ops/sec and peak RSS;
 ratios to glibc (higher is better for throughput, lower for RSS); hakmem
 against the best peer (the fastest, or the leanest, of the others); and
-geometric means of the ratios over the workloads.
+geometric means of the ratios over the workloads. The hardened variant,
+when measured, is ours and never a peer: it is set against release alone,
+against the targets below.
 """
 import argparse
 import csv
@@ -20,6 +22,18 @@ import os
 import statistics
 
 PEER_ORDER = ["hakmem", "glibc", "mimalloc", "jemalloc", "tcmalloc"]
+HARDENED = "hakmem-hardened"
+OURS = ("hakmem", HARDENED)
+# What the hardened variant may cost against release: a floor on the
+# geometric mean of its throughput ratios (single workloads may pay more,
+# the tiny hot paths most), a ceiling on its peak RSS on every workload and
+# in the geometric mean.
+HARDENED_MIN_THROUGHPUT = 0.85
+HARDENED_MAX_RSS = 1.15
+# Fixed colours, hardened a paler shade of release's, so bars keep their
+# meaning whichever allocators a run names.
+COLOURS = {"hakmem": "#9400d3", HARDENED: "#d9a6f0", "glibc": "#009e73", "mimalloc": "#56b4e9",
+           "jemalloc": "#e69f00", "tcmalloc": "#f0e442"}
 
 
 def geomean(xs):
@@ -88,7 +102,7 @@ def summarise(runs, workloads, allocs, key, higher_better=True):
             spread[a] = (max(vals) - min(vals)) / med[a] if med[a] > 0 else float("nan")
         g = med.get("glibc")
         ratio = {a: (med[a] / g if g else float("nan")) for a in med}
-        peers = [a for a in med if a != "hakmem" and med[a] > 0]
+        peers = [a for a in med if a not in OURS and med[a] > 0]
         pick = max if higher_better else min
         best = pick(peers, key=lambda a: med[a]) if peers else None
         vs_best = med["hakmem"] / med[best] if best and "hakmem" in med else float("nan")
@@ -182,7 +196,9 @@ def gnuplot_histogram(out, name, title, ylabel, headers, data_rows, logscale=Tru
         for label, vals in data_rows:
             f.write(label + " " + " ".join("NaN" if v is None or math.isnan(v) else f"{v:.6g}" for v in vals) + "\n")
     gp = os.path.join(out, f"{name}.gp")
-    ncol = len(headers)
+    series = ", ".join(f'"{name}.dat" using {i + 2}' + (":xtic(1)" if i == 0 else "") +
+                       f" title columnheader({i + 2})" + (f' lc rgb "{COLOURS[h]}"' if h in COLOURS else "")
+                       for i, h in enumerate(headers))
     with open(gp, "w") as f:
         f.write(f"""# Rendered by bench/run, in this folder: gnuplot {name}.gp
 set terminal pngcairo size 1400,600 font ",10"
@@ -198,8 +214,82 @@ set grid ytics
 set key outside right top
 {'set logscale y' if logscale else ''}
 set datafile missing "NaN"
-plot for [i=2:{ncol + 1}] "{name}.dat" using i:xtic(1) title columnheader(i)
+plot {series}
 """)
+
+
+def met(ok):
+    return "met" if ok else "**not met**"
+
+
+def hardened_section(thr, thr_cpu, rss, hp, sizes, micro, meta):
+    """Markdown lines setting the hardened variant against release: per
+    workload the two median ratios, their geometric means, and the targets,
+    each marked met or not from these numbers."""
+    rows, thr_r, cpu_r, rss_r, over, missing = [], [], [], [], [], []
+    for t, c, m in zip(thr, thr_cpu, rss):
+        w = t["workload"]
+        rel, hard = t["med"].get("hakmem"), t["med"].get(HARDENED)
+        if rel is None or hard is None:
+            # A hardened run that aborted is a finding, not a gap to skip.
+            who = "hardened" if hard is None else "release"
+            missing.append(f"{w} ({who} FAILED)")
+            rows.append([w, human(rel), human(hard), "-", "-", mib(m["med"].get("hakmem")),
+                         mib(m["med"].get(HARDENED)), "-", f"{who} FAILED"])
+            continue
+        tr = hard / rel if rel > 0 else float("nan")
+        cr = c["med"][HARDENED] / c["med"]["hakmem"] if c["med"].get("hakmem") else float("nan")
+        rr = m["med"][HARDENED] / m["med"]["hakmem"] if m["med"].get("hakmem") else float("nan")
+        thr_r.append(tr)
+        cpu_r.append(cr)
+        rss_r.append(rr)
+        if not rr <= HARDENED_MAX_RSS:
+            over.append(f"{w} {fmt_ratio(rr)}x")
+        rows.append([w, human(rel), human(hard), fmt_ratio(tr), fmt_ratio(cr), mib(m["med"]["hakmem"]),
+                     mib(m["med"][HARDENED]), fmt_ratio(rr), met(rr <= HARDENED_MAX_RSS)])
+    g_thr, g_cpu, g_rss = geomean(thr_r), geomean(cpu_r), geomean(rss_r)
+    rows.append(["geomean", "", "", fmt_ratio(g_thr), fmt_ratio(g_cpu), "", "", fmt_ratio(g_rss),
+                 met(g_rss <= HARDENED_MAX_RSS and not missing)])
+    hdr = ["workload", "release ops/s", "hardened ops/s", "hardened/release ops/s", "hardened/release per CPU-s",
+           "release MiB", "hardened MiB", "hardened/release peak RSS", f"RSS <= {HARDENED_MAX_RSS:.2f}x"]
+    failed = f" (no comparison on {', '.join(missing)})" if missing else ""
+    nrep = meta.get("repeats", "?")
+    md = ["## Hardened variant against release", "",
+          f"`{HARDENED}` (build/hardened, `make hardened`; SECURITY.md) ran in the same interleaved runs as"
+          f" release `hakmem`; ratios are of medians over {nrep} run(s). It is ours, not a peer: the ratios to the"
+          " best peer and \"where hakmem loses\" above leave it out. Per CPU-second is shown for a steadier view"
+          " on a shared machine; the targets are judged on ops/sec and peak RSS.", "",
+          md_table(hdr, rows), "",
+          f"- Throughput: geomean {fmt_ratio(g_thr)}x release; target >= {HARDENED_MIN_THROUGHPUT:.2f}x:"
+          f" {met(g_thr >= HARDENED_MIN_THROUGHPUT and not missing)}{failed}",
+          f"- Peak RSS: geomean {fmt_ratio(g_rss)}x release; target <= {HARDENED_MAX_RSS:.2f}x:"
+          f" {met(g_rss <= HARDENED_MAX_RSS and not missing)}{failed}",
+          f"- Peak RSS per workload: {len(rss_r) - len(over)} of {len(rows) - 1} within"
+          f" {HARDENED_MAX_RSS:.2f}x; target: every one:"
+          f" {met(not over and not missing)}" + (f" (over: {', '.join(over)})" if over else "") + failed]
+    try:
+        few = float(nrep) < 3
+    except ValueError:
+        few = False
+    if few:
+        md.append(f"- With {nrep} run(s) per workload one noisy run decides a ratio; judge the targets on"
+                  " `make bench`'s 5 repeats.")
+    hsizes = [s_ for s_ in sizes if ("hakmem", s_) in hp and (HARDENED, s_) in hp]
+    if hsizes:
+        md += ["", "Hot path (callgrind, instructions per malloc+free pair; no target):", "",
+               md_table(["size", "release", "hardened", "hardened/release"],
+                        [[f"{s_} B", f"{hp[('hakmem', s_)]:.2f}", f"{hp[(HARDENED, s_)]:.2f}",
+                          fmt_ratio(hp[(HARDENED, s_)] / hp[("hakmem", s_)])] for s_ in hsizes])]
+    md.append("")
+    if any(HARDENED in v for v in micro.values()):
+        md.append("Microbenchmarks: the table below has a hardened column and hardened/release; hakmem/best"
+                  " compares release with the peers only.")
+    elif micro:
+        md.append("Microbenchmarks: no figures for the hardened variant (its run failed; see the log).")
+    else:
+        md.append("Microbenchmarks: not run for this report (`--no-micro`).")
+    md.append("")
+    return md
 
 
 def main():
@@ -217,6 +307,8 @@ def main():
     cpu = summarise(runs, workloads, allocs, "cpu_s")
     have_glibc = "glibc" in allocs
     have_hak = "hakmem" in allocs
+    hp, sizes, iters = load_hotpath(out)
+    micro, names = load_micro(out, allocs)
     report = []
     md = []
 
@@ -285,6 +377,10 @@ def main():
             md += ["## Where hakmem loses", "",
                    "Median ops/sec below the best peer's or glibc's; peak RSS above 1.25x the leanest peer's.", ""]
             md += text + [""]
+        if have_hak and HARDENED in allocs:
+            sec = hardened_section(thr, thr_cpu, rss, hp, sizes, micro, meta)
+            report += [line.replace("**", "") for line in [sec[0][3:]] + sec[2:]]
+            md += sec
         if fails:
             text = [f"- {w} under {a}, repeat {rep}" for w, a, rep in fails]
             report += ["Failed runs (not in the medians):"] + text + [""]
@@ -303,7 +399,6 @@ def main():
                            for m in rss])
 
     # ------------------------------------------------------------ hot path
-    hp, sizes, iters = load_hotpath(out)
     if hp:
         hallocs = [a for a in allocs if any((a, s) in hp for s in sizes)]
         hrows = [[f"{s} B"] + [f"{hp[(a, s)]:.2f}" if (a, s) in hp else "-" for a in hallocs] for s in sizes]
@@ -319,9 +414,9 @@ def main():
                           logscale=False)
 
     # ------------------------------------------------------------ micro
-    micro, names = load_micro(out, allocs)
     if micro:
         mallocs = [a for a in allocs if any(a in micro[n] for n in names)]
+        with_hard = "hakmem" in mallocs and HARDENED in mallocs
         with open(os.path.join(out, "micro.csv"), "w", newline="") as f:
             wr = csv.writer(f)
             wr.writerow(["benchmark"] + [f"{a}_ns_per_item" for a in mallocs])
@@ -330,19 +425,22 @@ def main():
         mrows = []
         for n in names:
             vals = micro[n]
-            peers = [vals[a] for a in mallocs if a != "hakmem" and a in vals]
+            peers = [vals[a] for a in mallocs if a not in OURS and a in vals]
             best = min(peers) if peers else None
             mrows.append([n] + [f"{vals[a]:.1f}" if a in vals else "-" for a in mallocs] +
                          ([fmt_ratio(vals["hakmem"] / best) if best and "hakmem" in vals else "-"]
-                          if "hakmem" in mallocs else []))
-        hdr = ["benchmark"] + mallocs + (["hakmem/best"] if "hakmem" in mallocs else [])
+                          if "hakmem" in mallocs else []) +
+                         ([fmt_ratio(vals[HARDENED] / vals["hakmem"]) if "hakmem" in vals and HARDENED in vals
+                           else "-"] if with_hard else []))
+        hdr = ["benchmark"] + mallocs + (["hakmem/best"] if "hakmem" in mallocs else []) + \
+            (["hardened/release"] if with_hard else [])
         title = "Microbenchmarks (Google Benchmark): ns per item (lower is better; hakmem/best < 1 means hakmem wins)"
         report += [title, table(hdr, mrows), ""]
         md += [f"## {title}", "", md_table(hdr, mrows), ""]
 
     # ------------------------------------------------------------ REPORT.md
     head = ["# hakmem benchmark report", ""]
-    for k in ("date", "commit", "host", "compiler", "hakmem_lib", "command", "repeats", "duration", "threads",
+    for k in ("date", "commit", "host", "compiler", "hakmem_lib", "hardened_lib", "command", "repeats", "duration", "threads",
               "load_at_start", "load_at_end", "elapsed"):
         if k in meta:
             head.append(f"- {k}: `{meta[k]}`")
@@ -359,10 +457,11 @@ def main():
         head += ["![hot path](hotpath.png)", ""]
     md += ["## Reproduce", "",
            "```",
-           "make bench                                   # build/release, then bench/run with the defaults",
+           "make bench                                   # build/release and the hardened library, then bench/run",
            "bench/run --quick                            # one 0.3 s repeat of everything, ~1 min",
            "bench/run --workloads mstress,xmalloc --allocators hakmem,tcmalloc --repeats 9",
            "bench/callgrind --check                      # hot-path counts, each run twice and compared",
+           "make hardened && bench/run --allocators hakmem,hakmem-hardened --repeats 5   # hardened vs release",
            "LD_PRELOAD=$PWD/build/release/lib/libhakmem.so build/release/bench/larson --duration=1 --threads=2",
            "build/release/bench/<workload> --help        # each workload's knobs",
            "```", ""]

@@ -169,7 +169,7 @@ TEST(ContractEDeathTest, DamagedTagFires) {
         // Class 1 (16 B) divides every 64 B block's offset, so free's own
         // boundary check passes and the tag reaches the checker; the slab
         // descriptor still says class 4.
-        seg->units[unit_of(p)].tag = slab_tag(1);
+        segment_units(seg)[unit_of(p)].tag = slab_tag(1);
         free(p);
       },
       "contract E violated");

@@ -12,19 +12,32 @@
 namespace hakmem {
 
 Config g_config;
-uintptr_t g_block_secret = 0;
+Secrets g_secrets;
 
-void hardening_init() {
-  if (!kHardened || g_block_secret != 0) return;
-  uint64_t secret = 0;
-  if (getrandom(&secret, sizeof secret, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof secret)) {
-    uint64_t at_random[2] = {0, 0};
-    if (const void* r = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) memcpy(at_random, r, sizeof at_random);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    secret = at_random[1] ^ (static_cast<uint64_t>(ts.tv_nsec) * 0x9e3779b97f4a7c15u);
-  }
-  g_block_secret = secret | 1;  // never 0: that would store links in the clear
+uint64_t random_word() {
+  uint64_t word = 0;
+  if (getrandom(&word, sizeof word, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof word)) return word;
+  // No entropy pool yet (early boot) or no getrandom: the kernel's AT_RANDOM
+  // bytes and the clock, mixed with a counter so two calls differ.
+  static uint64_t counter = 0;
+  uint64_t at_random[2] = {0, 0};
+  if (const void* r = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) memcpy(at_random, r, sizeof at_random);
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  counter += 0x9e3779b97f4a7c15u;
+  return mix64(at_random[0] ^ mix64(at_random[1] ^ static_cast<uint64_t>(ts.tv_nsec) ^ counter));
+}
+
+void secrets_init() {
+  if (g_secrets.pad_in != 0) return;
+  Secrets s;
+  s.pad_out = random_word();
+  s.seal_in = random_word();
+  s.seal_out = random_word();
+  s.header = random_word();
+  s.placement = random_word();
+  s.pad_in = random_word() | 1;  // set last, and never 0: it marks the keys drawn
+  g_secrets = s;
 }
 
 
@@ -38,6 +51,12 @@ void config_init() {
   g_config.stats_at_exit = env_flag("HAKMEM_STATS", false);
   g_config.verbose = env_flag("HAKMEM_VERBOSE", false);
   g_config.ace_enabled = env_flag("HAKMEM_ACE", true);
+  if (kHardened) {
+    g_config.quarantine = env_flag("HAKMEM_HARDENED_QUARANTINE", true);
+    g_config.zero_on_free = env_flag("HAKMEM_HARDENED_ZERO", true);
+    g_config.randomize = env_flag("HAKMEM_HARDENED_RANDOM", true);
+    g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
+  }
   if (const char* a = getenv("HAKMEM_ARENA")) {
     char* end = nullptr;
     unsigned long long mib = strtoull(a, &end, 10);
@@ -72,12 +91,13 @@ void diag(const char* fmt, ...) {
   va_end(ap);
 }
 
-void hardened_abort(const char* fmt, ...) {
+void fatal(const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vdiag(fmt, ap);
   va_end(ap);
   abort();
 }
+
 
 }  // namespace hakmem

@@ -54,6 +54,13 @@ class LockGuard {
   Lock& l_;
 };
 
+// The hardened variant (SECURITY.md; free-block links below).
+#if defined(HAKMEM_HARDENED)
+constexpr bool kHardened = true;
+#else
+constexpr bool kHardened = false;
+#endif
+
 // Process-wide settings, read once from the environment (getenv does not
 // allocate). Defaults hold until config_init() runs.
 struct Config {
@@ -63,6 +70,13 @@ struct Config {
   uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
   // HAKMEM_ARENA: 0 = no segment arena (slab/slab.h); N = at most N MiB of it.
   uint64_t arena_max_mib = uint64_t{1} << 20;
+  // The hardened variant's mitigations, each on there unless its
+  // HAKMEM_HARDENED_* setting is 0 (SECURITY.md says what each stops and
+  // costs); the release build has none of them.
+  bool quarantine = kHardened;   // HAKMEM_HARDENED_QUARANTINE: freed blocks wait before reuse
+  bool zero_on_free = kHardened; // HAKMEM_HARDENED_ZERO: freed blocks are cleared
+  bool randomize = kHardened;    // HAKMEM_HARDENED_RANDOM: slabs hand out blocks in random order
+  bool guard_pages = kHardened;  // HAKMEM_HARDENED_GUARDS: guard pages around large spans and huge blocks
 };
 extern Config g_config;
 void config_init();
@@ -131,59 +145,94 @@ HAK_INLINE void annotate_returned(void* p, size_t bytes) {
   (void)p, (void)bytes;
 }
 
+// ---- secrets ----
+// A multiply-xorshift mix (the SplitMix64 finaliser): a bijection on 64-bit
+// words whose every output bit depends on every input bit.
+HAK_INLINE constexpr uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9u;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebu;
+  return x ^ (x >> 31);
+}
+// A keyed mix of one word: mix64 is public and invertible, so the key goes in
+// both before and after it. Seeing one output (and its input) then gives an
+// attacker neither key; each more pair gives one nonlinear equation in them.
+HAK_INLINE constexpr uint64_t keyed_mix(uint64_t x, uint64_t key_in, uint64_t key_out) {
+  return mix64(x ^ key_in) ^ key_out;
+}
+
+// Per-process random keys, drawn once at init (getrandom) in every build:
+// the hardened variant encodes and seals free-list links with the first
+// four; every build checks huge-block headers with `header` and places its
+// metadata at an address drawn from `placement`.
+struct Secrets {
+  uint64_t pad_in, pad_out;    // a block's link pad: keyed_mix(address)
+  uint64_t seal_in, seal_out;  // a free block's seal: keyed_mix(pad ^ encoded link)
+  uint64_t header;             // huge-block headers (large box)
+  uint64_t placement;          // where the metadata region goes (slab box)
+};
+extern Secrets g_secrets HAK_INTERNAL;
+// Draws the keys. Called once, at init, before any block is linked.
+void secrets_init();
+// A fresh random word (getrandom; the clock and AT_RANDOM as a fallback).
+uint64_t random_word();
+
 // ---- free-block links ----
 // A free block's first word links it to the next block of its list (a TLS
 // bin, a central batch, a slab's free list); every list is read and written
 // through block_next / block_set_next. The hardened variant (SECURITY.md)
-// stores each link encoded with a per-process secret and the block's own
-// address, and seals it: word 1 holds a check value of the secret, the
-// address and the encoded link. Every link read checks the seal, so a write
-// after free that changes a link (it cannot forge the seal without the
-// secret) stops the program wherever the list is walked; and a block whose
-// seal holds is free, which is how free() finds a double free. Hardened
-// blocks are at least 16 bytes.
-#if defined(HAKMEM_HARDENED)
-constexpr bool kHardened = true;
-#else
-constexpr bool kHardened = false;
-#endif
-extern uintptr_t g_block_secret HAK_INTERNAL;  // hardened: random, set once at init
-// The hardened variant's answer to a heap fault: one line, then abort().
-[[noreturn]] void hardened_abort(const char* fmt, ...) __attribute__((format(printf, 1, 2), cold));
+// stores each link XORed with a pad that a keyed mix makes of the block's
+// address, and seals it: word 1 holds a keyed mix of the pad and the encoded
+// link. Every link read checks the seal, so a write after free that changes
+// a link (it cannot forge the seal without the keys) stops the program
+// wherever the list is walked; and a block whose seal holds is free, which
+// is how free() finds a double free. One freed block read whole, with its
+// successor guessed, gives that block's pad and seal, not the keys: another
+// block's pad is a fresh mix. Hardened blocks are at least 16 bytes, and
+// both words are cleared when a block is handed out.
+// The answer to a heap fault (the hardened variant's to every fault it
+// finds; every build's to damaged metadata): one line, then abort().
+[[noreturn]] void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2), cold));
 
-HAK_INLINE uintptr_t link_seal(const void* block, uintptr_t encoded) {
-  // Another turn of the secret than the encoding uses: no seal equals a link.
-  return ((g_block_secret << 29) | (g_block_secret >> 35)) ^ reinterpret_cast<uintptr_t>(block) ^ encoded;
+HAK_INLINE uint64_t block_pad(const void* block) {
+  return keyed_mix(reinterpret_cast<uintptr_t>(block), g_secrets.pad_in, g_secrets.pad_out);
+}
+HAK_INLINE uint64_t block_seal(uint64_t pad, uint64_t encoded) {
+  return keyed_mix(pad ^ encoded, g_secrets.seal_in, g_secrets.seal_out);
 }
 // Hardened: whether `block` is free, i.e. its link is sealed.
 HAK_INLINE bool block_is_free(const void* block) {
   const uintptr_t* w = static_cast<const uintptr_t*>(block);
-  return w[1] == link_seal(block, w[0]);
+  return w[1] == block_seal(block_pad(block), w[0]);
 }
-// Hardened: a block leaves the free lists for the program's hands.
+// Hardened: a block leaves the free lists for the program's hands; neither
+// its encoded link nor its seal goes with it.
 HAK_INLINE void block_unseal(void* block) {
-  if (kHardened) static_cast<uintptr_t*>(block)[1] = 0;
+  if (kHardened) {
+    static_cast<uintptr_t*>(block)[0] = 0;
+    static_cast<uintptr_t*>(block)[1] = 0;
+  }
 }
 HAK_INLINE void* block_next(const void* block) {
   uintptr_t raw = *static_cast<const uintptr_t*>(block);
   if (kHardened) {
-    if (HAK_UNLIKELY(!block_is_free(block)))
-      hardened_abort("hakmem: a free list is damaged at %p (a write after free?); aborting", block);
-    raw ^= g_block_secret ^ reinterpret_cast<uintptr_t>(block);
+    const uint64_t pad = block_pad(block);
+    if (HAK_UNLIKELY(static_cast<const uintptr_t*>(block)[1] != block_seal(pad, raw)))
+      fatal("hakmem: a free list is damaged at %p (a write after free?); aborting", block);
+    raw ^= pad;
   }
   return reinterpret_cast<void*>(raw);
 }
 HAK_INLINE void block_set_next(void* block, const void* next) {
   uintptr_t raw = reinterpret_cast<uintptr_t>(next);
   if (kHardened) {
-    raw ^= g_block_secret ^ reinterpret_cast<uintptr_t>(block);
-    static_cast<uintptr_t*>(block)[1] = link_seal(block, raw);
+    const uint64_t pad = block_pad(block);
+    raw ^= pad;
+    static_cast<uintptr_t*>(block)[1] = block_seal(pad, raw);
   }
   *static_cast<uintptr_t*>(block) = raw;
 }
-// Hardened: picks the secret (getrandom, else the kernel's AT_RANDOM bytes
-// and the clock). Called once, at init, before any block is linked.
-void hardening_init();
 
 // Formats and writes one line to stderr without allocating; used for
 // diagnostics from inside the allocator, where stdio could recurse.

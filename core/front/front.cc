@@ -25,7 +25,8 @@ using namespace hakmem;
 namespace {
 
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
-HAK_NOINLINE void hardened_check_free(void* block, int cls);
+HAK_NOINLINE void hardened_check_class(void* block, int cls);
+HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
 int slab_class_of(const void* p);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
@@ -38,8 +39,9 @@ HAK_NOINLINE void free_flush(void* just_freed);
 // `bin_offset`: the bin's place in the thread cache (tls_bin_offset_*).
 HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
   TlsBin& bin = tls_bin_at_offset(bin_offset);
-  // Hardened: the block is checked before its link is read.
-  if (kHardened && bin.head != nullptr) hardened_check_free(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
+  // Hardened: the block must be one of this class before its link is read
+  // (the read checks its seal: that it is free).
+  if (kHardened && bin.head != nullptr) hardened_check_class(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
   void* block = tls_cache_pop(bin);  // this thread's list: no lock, no atomic
   if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
   block_unseal(block);  // hardened: in the program's hands now
@@ -59,13 +61,12 @@ extern "C" void* hak_malloc(size_t size) {
 // p is a slab block that hakmem handed out (entry_is_block_start said so),
 // and `info` its unit's entry: onto this thread's list of its class.
 HAK_INLINE void free_to_thread_cache(void* p, const UnitEntry& info) {
-  // Hardened: a block whose link is sealed is free already (the push seals it).
-  if (kHardened && HAK_UNLIKELY(block_is_free(p))) hardened_abort("hakmem: free(%p): double free; aborting", p);
+  if (kHardened) return hardened_free(p, info.bin_offset);  // checks, clears, quarantines
   HAK_CONTRACT(contracts::block_moved(p, contracts::Place::kUser, contracts::Place::kTls));
   annotate_free(p, class_size(static_cast<int>(tag_class(info.tag))));  // compiled away in release
   // Over capacity, or time to poll the decay: the slow path finds the class
   // again from p, so that this path keeps no register alive across the push.
-  if (HAK_UNLIKELY(!tls_cache_push(tls_bin_by_route(info.free_route), p))) free_flush(p);
+  if (HAK_UNLIKELY(!tls_cache_push(tls_bin_by_offset(info.bin_offset), p))) free_flush(p);
 }
 
 extern "C" void hak_free(void* p) {
@@ -111,10 +112,10 @@ HAK_COLD void init_slow() {
   int expected = 0;
   if (g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     config_init();
-    hardening_init();
-    int32_t routes[kNumClasses];
-    for (int c = 0; c < kNumClasses; ++c) routes[c] = tls_bin_route(c);
-    backend_init(g_config.arena_max_mib << 20, routes);
+    secrets_init();
+    uint16_t bin_offsets[kNumClasses];
+    for (int c = 0; c < kNumClasses; ++c) bin_offsets[c] = static_cast<uint16_t>(tls_bin_offset_of_class(c));
+    backend_init(g_config.arena_max_mib << 20, bin_offsets);
     refill_init();
     g_init_state.store(2, std::memory_order_release);
     // After the state says done: pthread_atfork may allocate, and that
@@ -129,17 +130,14 @@ HAK_COLD void init_slow() {
 void count_bad_free(void* p, bool ours) {
   const char* why = ours ? "not a live block (interior, freed or damaged pointer)"
                          : "pointer not allocated by hakmem (or a huge block freed already)";
-  if (kHardened) hardened_abort("hakmem: free(%p): %s; aborting", p, why);
+  if (kHardened) fatal("hakmem: free(%p): %s; aborting", p, why);
   HAK_CONTRACT(contracts::fire('C', ours ? "free of an interior or damaged pointer: not a block hakmem handed out"
                                           : "free of a pointer hakmem never handed out", p));
   if (ours) g_counters.invalid_frees.add(1); else g_counters.foreign_frees.add(1);
   if (g_config.verbose) diag("hakmem: free(%p): %s; ignored", p, why);
 }
 
-bool in_our_memory(const void* p) {
-  size_t slot = segmap_slot(p);
-  return slot < kSegmapSlots && g_segmap[slot] != kSlotForeign;
-}
+bool in_our_memory(const void* p) { return segmap_kind(p) != kSlotForeign; }
 
 // Memory goes back to the OS on a clock (HAKMEM_DECAY_MS), without a thread
 // of hakmem's own: a background thread would turn single-threaded programs
@@ -173,7 +171,7 @@ void* small_alloc_slow(size_t bin_offset) {
     return nullptr;
   }
   if (kHardened) {
-    hardened_check_free(p, cls);
+    hardened_check_class(p, cls);  // its seal was checked when its link was read
     block_unseal(p);
   }
   annotate_alloc(p, class_size(cls), false);
@@ -181,19 +179,66 @@ void* small_alloc_slow(size_t bin_offset) {
 }
 
 // Hardened: `block` is the next one a list of class `cls` hands out. It must
-// be a free block (its link sealed) of that class: a link damaged by a write
-// after free fails the seal where it is read, and this also refuses a list
-// that leads to a block of another class or in use.
-void hardened_check_free(void* block, int cls) {
-  if (slab_class_of(block) != cls || !block_is_free(block))  // slab_class_of: safe for any address
-    hardened_abort("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
-                   class_size(cls), block);
+// be a block of that class, which a link forged without the keys could not
+// make sure of; that it is free (its link sealed) is checked where its link
+// is read, and a link damaged by a write after free fails there.
+void hardened_check_class(void* block, int cls) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(block);
+  const UnitEntry* info;
+  bool ok = arena_unit_entry(addr, info) ? entry_is_block_start(*info, addr) && info->tag == slab_tag(cls)
+                                         : slab_class_of(block) == cls;  // safe for any address
+  if (HAK_UNLIKELY(!ok))
+    fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
+          class_size(cls), block);
+}
+
+#if defined(HAKMEM_HARDENED)
+// Whether every byte of the block past its two link words is zero.
+bool block_clear_after_link(const void* block, size_t size) {
+  const uint64_t* w = static_cast<const uint64_t*>(block);
+  uint64_t any = 0;
+  for (size_t i = 2; i < size / sizeof(uint64_t); ++i) any |= w[i];
+  return any == 0;
+}
+#endif
+
+// Hardened: free of a block that hakmem handed out (the block test said so).
+// A block whose link is sealed is free already: a double free, wherever the
+// block went since (another thread, the central pool, its slab, the
+// quarantine). Otherwise the block is cleared (its old contents must not
+// reach its next owner), sealed, and waits in the quarantine; the block
+// that leaves the quarantine goes to the bin.
+void hardened_free(void* p, uint16_t bin_offset) {
+  if (HAK_UNLIKELY(block_is_free(p))) fatal("hakmem: free(%p): double free; aborting", p);
+  const int cls = static_cast<int>(tls_bin_slot(bin_offset));
+  if (HAK_UNLIKELY(cls >= kNumClasses)) fatal("hakmem: free(%p): the block's metadata is damaged; aborting", p);
+#if defined(HAKMEM_HARDENED)
+  const size_t size = class_size(cls);
+  if (g_config.zero_on_free) memset(p, 0, size);  // before the checker poisons it
+  annotate_free(p, size);
+  if (g_config.quarantine && !t_cache.exited) {
+    block_set_next(p, nullptr);
+    p = tls_quarantine_swap(cls, p);
+    if (p == nullptr) return;
+    // The block leaving has waited, sealed (and cleared): a write after
+    // free in the meantime broke its seal (or left bytes behind).
+    if (HAK_UNLIKELY(!block_is_free(p) || (g_config.zero_on_free && !block_clear_after_link(p, size))))
+      fatal("hakmem: free: the block at %p was written after it was freed; aborting", p);
+  }
+#endif
+  if (HAK_UNLIKELY(!tls_cache_push(tls_bin(static_cast<size_t>(cls)), p))) free_flush(p);
 }
 
 // A push returned false: over capacity, or the bin's free tick ran out (or both).
 void free_flush(void* just_freed) {
   front_ensure_init();
-  int cls = static_cast<int>(tag_class(segment_of(just_freed)->units[unit_of(just_freed)].tag));
+  // The bin the push used, found as the push found it.
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(just_freed);
+  const UnitEntry* info;
+  if (!arena_unit_entry(addr, info)) info = unit_entry_lookup(just_freed);
+  const int cls = static_cast<int>(tls_bin_slot(info->bin_offset));
+  if (HAK_UNLIKELY(cls >= kNumClasses))  // a spare bin: only a forged entry leads there
+    fatal("hakmem: free(%p): the block's metadata is damaged; aborting", just_freed);
   if (tls_cache_over_capacity(cls)) refill_flush(cls);
   if (tls_cache_take_poll(cls)) decay_poll();
 }
@@ -221,7 +266,7 @@ void free_slow(void* p) {
   // A slab block of a segment outside the arena: the same test as hak_free,
   // after the segment map said the segment is ours.
   if (Segment* seg = segment_lookup(p)) {
-    const UnitEntry& info = seg->units[unit_of(p)];
+    const UnitEntry& info = segment_units(seg)[unit_of(p)];
     if (entry_is_block_start(info, reinterpret_cast<uintptr_t>(p))) return free_to_thread_cache(p, info);
   }
   if (kMemoryChecker) {  // tell the checker before the block goes (a second lookup: not in release)
@@ -241,7 +286,7 @@ void free_slow(void* p) {
 int slab_class_of(const void* p) {
   Segment* seg = segment_lookup(p);
   if (seg == nullptr) return -1;
-  const UnitEntry& info = seg->units[unit_of(p)];
+  const UnitEntry& info = segment_units(seg)[unit_of(p)];
   if (!entry_is_block_start(info, reinterpret_cast<uintptr_t>(p))) return -1;  // as in hak_free
   return static_cast<int>(tag_class(info.tag));
 }
@@ -321,12 +366,25 @@ extern "C" void* hak_calloc(size_t count, size_t size) {
   return big_alloc(total, 0, true);
 }
 
-extern "C" size_t hak_malloc_usable_size(const void* p) {
+namespace {
+
+// The usable size of a block hakmem handed out, 0 for any other pointer.
+// Hardened: a slab block that is free (its link sealed) is no live block:
+// `who` (the entry point) stops the program instead of acting on it.
+size_t live_usable_size(const void* p, const char* who) {
   if (p == nullptr) return 0;
   int cls = slab_class_of(p);
-  if (cls >= 0) return class_size(cls);
-  return large_usable_size(p);
+  if (cls >= 0) {
+    if (kHardened && HAK_UNLIKELY(block_is_free(p)))
+      fatal("hakmem: %s(%p): the block was freed already (use after free); aborting", who, p);
+    return class_size(cls);
+  }
+  return large_usable_size(p);  // freed spans and huge blocks are no blocks at all: 0
 }
+
+}  // namespace
+
+extern "C" size_t hak_malloc_usable_size(const void* p) { return live_usable_size(p, "malloc_usable_size"); }
 
 extern "C" void* hak_realloc(void* p, size_t size) {
   if (p == nullptr) return hak_malloc(size);
@@ -334,7 +392,7 @@ extern "C" void* hak_realloc(void* p, size_t size) {
     hak_free(p);
     return nullptr;
   }
-  size_t old = hak_malloc_usable_size(p);
+  size_t old = live_usable_size(p, "realloc");
   if (old == 0) {
     // Not a block of ours: we cannot know how much to copy. Fail like an
     // exhausted heap would, leaving p untouched (the caller still owns it).

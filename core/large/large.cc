@@ -9,16 +9,27 @@ namespace hakmem {
 
 namespace {
 
-constexpr uint64_t kHugeMagic = 0x68616b6d68756765ull;  // "hakmhuge"
-constexpr size_t kHugeHeader = kOsPageSize;
 constexpr int kHugeCacheEntries = 16;
 constexpr uint64_t kHugeCacheBytes = uint64_t{64} << 20;
 
+// A huge mapping is [prefix | block], the block 4 MiB aligned. The prefix is
+// the header's page, or, with guard pages (the hardened variant), [guard |
+// header | guard]: an overflow that runs off the mapping below, or an
+// underflow of the block, faults before it reaches the header. Nothing in
+// the header is taken on trust: `check` is a keyed mix of the other fields
+// (Secrets::header), so a header forged or damaged without the key fails
+// huge_lookup, and free() answers as for any pointer it does not know.
 struct HugeHeader {
-  uint64_t magic;
-  void* user;       // the block; the header is one page below it
-  size_t map_size;  // the whole mapping, header page included
+  uint64_t check;
+  void* user;       // the block
+  size_t map_size;  // the whole mapping, prefix included
 };
+
+bool huge_guards() { return kHardened && g_config.guard_pages; }
+size_t huge_prefix() { return huge_guards() ? 3 * kOsPageSize : kOsPageSize; }
+uint64_t huge_check(const void* user, size_t map_size) {
+  return keyed_mix(reinterpret_cast<uintptr_t>(user) ^ mix64(map_size), g_secrets.header, ~g_secrets.header);
+}
 
 struct HugeCacheEntry {
   char* base;  // mapping start (header page)
@@ -33,25 +44,38 @@ uint64_t g_huge_cached_bytes = 0;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
+// The mapping's start, given its block.
+char* huge_base(const void* user) { return const_cast<char*>(static_cast<const char*>(user)) - huge_prefix(); }
 HugeHeader* huge_header(const void* user) {
-  return reinterpret_cast<HugeHeader*>(const_cast<char*>(static_cast<const char*>(user)) - kHugeHeader);
+  return reinterpret_cast<HugeHeader*>(huge_base(user) + (huge_guards() ? kOsPageSize : 0));
 }
 
-// A pointer in a slot marked huge is a huge block only if it is page-aligned
-// and its header agrees.
+// Guard pages on (or off, before the kernel moves or resizes the mapping:
+// it moves one mapping of one protection) the prefix of the mapping at `base`.
+void huge_protect_prefix(char* base, bool guard) {
+  if (!huge_guards()) return;
+  if (guard) {
+    os_protect_none(base, kOsPageSize);
+    os_protect_none(base + 2 * kOsPageSize, kOsPageSize);
+  } else {
+    os_protect_rw(base, huge_prefix());
+  }
+}
+
+// A pointer in a slot marked huge is a huge block only if it is 4 MiB
+// aligned and its header's check holds.
 HugeHeader* huge_lookup(const void* p) {
-  size_t slot = segmap_slot(p);
-  if (slot >= kSegmapSlots || g_segmap[slot] != kSlotHuge) return nullptr;
+  if (segmap_kind(p) != kSlotHuge) return nullptr;
   if ((reinterpret_cast<uintptr_t>(p) & kSegmentMask) != 0) return nullptr;
   HugeHeader* h = huge_header(p);
-  if (h->magic != kHugeMagic || h->user != p) return nullptr;
+  if (h->user != p || h->check != huge_check(p, h->map_size)) return nullptr;
   return h;
 }
 
 Slab* span_lookup(const void* p) {
   Segment* seg = segment_lookup(p);
   if (seg == nullptr) return nullptr;
-  const UnitEntry& info = seg->units[unit_of(p)];
+  const UnitEntry& info = segment_units(seg)[unit_of(p)];
   if (info.tag != kTagLarge) return nullptr;
   Slab* run = &seg->slabs[entry_first_unit(info)];
   if (slab_start(run) != p) return nullptr;
@@ -71,15 +95,18 @@ void expire_cache_locked(uint64_t now) {
     if (now - g_huge_cache[i].freed_ms >= g_config.decay_ms) unmap_cache_entry(i);
 }
 
+// Writes the header of the mapping at `base` (its prefix readable and
+// writable), raises its guards, and hands its block out.
 void* huge_install(char* base, size_t map_size) {
-  char* user = base + kHugeHeader;
-  HugeHeader* h = reinterpret_cast<HugeHeader*>(base);
-  h->magic = kHugeMagic;
+  char* user = base + huge_prefix();
+  HugeHeader* h = huge_header(user);
   h->user = user;
   h->map_size = map_size;
-  g_segmap[segmap_slot(user)] = kSlotHuge;
+  h->check = huge_check(user, map_size);
+  huge_protect_prefix(base, true);
+  segmap_set(user, kSlotHuge);
   g_counters.huge_allocs.add(1);
-  g_counters.huge_live_bytes.add(map_size - kHugeHeader);
+  g_counters.huge_live_bytes.add(map_size - huge_prefix());
   return user;
 }
 
@@ -106,10 +133,11 @@ HugeCacheEntry cache_take_locked(size_t map_size) {
 // pointer aligned to `align`, moving its pages rather than copying or
 // faulting them: in place when the kernel can, else to a new aligned
 // reservation. Returns the new base, or nullptr (the mapping is untouched).
+// The prefix's guards must be down (huge_protect_prefix) first.
 char* reshape_mapping(char* base, size_t have, size_t want, size_t align) {
-  bool aligned = (reinterpret_cast<uintptr_t>(base + kHugeHeader) & (align - 1)) == 0;
+  bool aligned = (reinterpret_cast<uintptr_t>(base + huge_prefix()) & (align - 1)) == 0;
   if (aligned && os_remap_in_place(base, have, want)) return base;
-  char* target = static_cast<char*>(os_map_aligned(want, align, kHugeHeader));
+  char* target = static_cast<char*>(os_map_aligned(want, align, huge_prefix()));
   if (target != nullptr && os_remap_to(base, have, target, want)) return target;
   if (target != nullptr) os_unmap(target, want);
   return nullptr;
@@ -121,7 +149,7 @@ char* reshape_mapping(char* base, size_t have, size_t want, size_t align) {
 // malloc_usable_size's ">= request, nonzero for a live block" answer.
 size_t huge_map_size(size_t size) {
   size_t usable = round_up(size == 0 ? 1 : size, kOsPageSize);
-  size_t map_size = usable + kHugeHeader;
+  size_t map_size = usable + huge_prefix();
   return usable < size || map_size < usable ? 0 : map_size;
 }
 
@@ -141,7 +169,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     // the request is handed out whole (trimming it would make the next,
     // larger request fault the tail in again); a larger one is cut to size,
     // a smaller one grown, both by moving pages, never by copying them.
-    bool aligned = (reinterpret_cast<uintptr_t>(e.base + kHugeHeader) & (a - 1)) == 0;
+    bool aligned = (reinterpret_cast<uintptr_t>(e.base + huge_prefix()) & (a - 1)) == 0;
     bool whole = aligned && e.map_size >= map_size && e.map_size / 8 <= map_size;
     size_t keep = whole ? e.map_size : map_size;
     char* base = whole ? e.base : reshape_mapping(e.base, e.map_size, keep, a);
@@ -154,7 +182,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     os_unmap(e.base, e.map_size);  // the kernel would not reshape it: give it up
     g_counters.huge_mapped_bytes.sub(e.map_size);
   }
-  char* base = static_cast<char*>(os_map_aligned(map_size, a, kHugeHeader));
+  char* base = static_cast<char*>(os_map_aligned(map_size, a, huge_prefix()));
   if (base == nullptr) return nullptr;
   g_counters.huge_mapped_bytes.add(map_size);
   *zeroed = true;
@@ -162,12 +190,18 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
 }
 
 void huge_free(HugeHeader* h) {
-  char* base = reinterpret_cast<char*>(h);
+  char* base = huge_base(h->user);
   size_t map_size = h->map_size;
-  g_segmap[segmap_slot(h->user)] = kSlotForeign;
-  h->magic = 0;  // a second free of the same pointer no longer matches
+  segmap_set(h->user, kSlotForeign);
+  h->check = 0;  // a second free of the same pointer no longer matches
+  h->user = nullptr;
   g_counters.huge_frees.add(1);
-  g_counters.huge_live_bytes.sub(map_size - kHugeHeader);
+  g_counters.huge_live_bytes.sub(map_size - huge_prefix());
+  // Cached mappings keep no guards: they are reshaped or reinstalled next.
+  huge_protect_prefix(base, false);
+  // Hardened: the block's contents must not reach its next owner. Handing
+  // the pages back clears them (the next owner faults in zeros).
+  if (kHardened && g_config.zero_on_free) os_purge(base + huge_prefix(), map_size - huge_prefix());
   LockGuard guard(g_huge_lock);
   uint64_t now = os_now_ms();
   expire_cache_locked(now);
@@ -211,6 +245,8 @@ bool large_free(void* p) {
     HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     g_counters.large_frees.add(1);
     g_counters.large_live_bytes.sub(run->large_size);
+    // Hardened: the span's contents must not reach its next owner.
+    if (kHardened && g_config.zero_on_free) os_purge(p, run->large_size);
     backend_free_run(run);
     return true;
   }
@@ -224,7 +260,7 @@ bool large_free(void* p) {
 
 size_t large_usable_size(const void* p) {
   if (Slab* run = span_lookup(p)) return run->large_size;
-  if (HugeHeader* h = huge_lookup(p)) return h->map_size - kHugeHeader;
+  if (HugeHeader* h = huge_lookup(p)) return h->map_size - huge_prefix();
   return 0;
 }
 
@@ -246,18 +282,24 @@ void* huge_resize(void* p, size_t new_size) {
   if (h == nullptr) return nullptr;
   size_t map_size = huge_map_size(new_size);
   if (map_size == 0) return nullptr;
-  char* base = reinterpret_cast<char*>(h);
+  char* base = huge_base(p);
   size_t old_size = h->map_size;
   if (map_size == old_size) return p;
+  huge_protect_prefix(base, false);
   char* moved = reshape_mapping(base, old_size, map_size, kSegmentSize);
-  if (moved == nullptr) return nullptr;  // p stays as it was
+  if (moved == nullptr) {  // p stays as it was
+    huge_protect_prefix(base, true);
+    return nullptr;
+  }
   if (moved != base) {
-    g_segmap[segmap_slot(p)] = kSlotForeign;
-    h = reinterpret_cast<HugeHeader*>(moved);
-    h->user = moved + kHugeHeader;
-    g_segmap[segmap_slot(h->user)] = kSlotHuge;
+    segmap_set(p, kSlotForeign);
+    h = huge_header(moved + huge_prefix());
+    h->user = moved + huge_prefix();
+    segmap_set(h->user, kSlotHuge);
   }
   h->map_size = map_size;
+  h->check = huge_check(h->user, map_size);
+  huge_protect_prefix(moved, true);
   if (h->user != p) {
     HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     HAK_CONTRACT(contracts::big_block_moved(h->user, contracts::Place::kSlab, contracts::Place::kUser));

@@ -55,17 +55,53 @@ void* os_map_aligned(size_t size, size_t align, size_t offset) {
 // Reserved space is left out of core dumps: a kernel that pipes a core to a
 // handler (systemd-coredump, apport) would otherwise write every page of it,
 // zeros and all. Committed segments are dumped as usual.
-void* os_reserve(size_t size, size_t align) {
-  void* p = map_aligned(size, align, 0, PROT_READ);
+void* os_reserve(size_t size, size_t align, bool readable) {
+  void* p = map_aligned(size, align, 0, readable ? PROT_READ : PROT_NONE);
   if (p != nullptr) advise(p, size, MADV_DONTDUMP);
   return p;
 }
+
+void* os_reserve_random(size_t size, size_t align, bool readable, uint64_t seed) {
+  // [2^45, 2^46): far above where programs ask for fixed low addresses, far
+  // below where the kernel's own top-down placement starts.
+  constexpr uint64_t kLow = uint64_t{1} << 45, kSpan = uint64_t{1} << 45;
+  if (size < kSpan / 2 && align < kSpan / 2) {
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      seed = mix64(seed + 0x9e3779b97f4a7c15u * static_cast<uint64_t>(attempt + 1));
+      uintptr_t hint = (kLow + seed % (kSpan - size - align)) & ~(static_cast<uintptr_t>(align) - 1);
+      int saved = errno;
+      void* p = mmap(reinterpret_cast<void*>(hint), size, readable ? PROT_READ : PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+      errno = saved;
+      if (p == reinterpret_cast<void*>(hint)) {
+        advise(p, size, MADV_DONTDUMP);
+        return p;
+      }
+      if (p != MAP_FAILED) munmap(p, size);  // a kernel that took the flag for a hint
+    }
+  }
+  return os_reserve(size, align, readable);
+}
+
 bool os_commit(void* p, size_t size) { return map_fixed(p, size, PROT_READ | PROT_WRITE); }
-void os_decommit(void* p, size_t size) {
+void os_decommit(void* p, size_t size, bool readable) {
   // Refused (the kernel's limit on mappings, say): the pages still go, and
-  // the range reads as zeros all the same.
-  if (!map_fixed(p, size, PROT_READ)) advise(p, size, MADV_DONTNEED);
+  // the range reads as zeros (or stays writable zeros) all the same.
+  if (!map_fixed(p, size, readable ? PROT_READ : PROT_NONE)) advise(p, size, MADV_DONTNEED);
   advise(p, size, MADV_DONTDUMP);  // reserved space again (see os_reserve)
+}
+
+bool os_protect_none(void* p, size_t size) {
+  int saved = errno;
+  bool ok = mprotect(p, size, PROT_NONE) == 0;
+  errno = saved;
+  return ok;
+}
+bool os_protect_rw(void* p, size_t size) {
+  int saved = errno;
+  bool ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+  errno = saved;
+  return ok;
 }
 
 bool os_address_space_limited() {

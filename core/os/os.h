@@ -13,14 +13,27 @@ constexpr size_t kOsPageSize = 4096;
 // two >= page size). Returns nullptr when the kernel refuses.
 void* os_map_aligned(size_t size, size_t align, size_t offset = 0);
 void os_unmap(void* p, size_t size);
-// Address space without memory: `size` bytes aligned to `align`, read-only
-// and reading as zeros, charged to nothing until committed and left out of
-// core dumps. nullptr when the kernel refuses.
-void* os_reserve(size_t size, size_t align);
+// Address space without memory: `size` bytes aligned to `align`, charged to
+// nothing until committed and left out of core dumps. `readable`: it reads
+// as zeros (a table that free() may read before anything is written there);
+// otherwise any access faults (PROT_NONE: unused heap, guard pages).
+// `random_hint`, when not 0, asks for the reservation at an address drawn
+// from it (see os_reserve_random); nullptr when the kernel refuses.
+void* os_reserve(size_t size, size_t align, bool readable);
+// The same at an unpredictable address: a reservation placed by the kernel
+// lies at a fixed distance from the mappings made just before and after it,
+// so a write at a known offset from a heap pointer could reach it. Tries
+// addresses drawn from `seed` in the upper half of the user address space
+// before letting the kernel choose.
+void* os_reserve_random(size_t size, size_t align, bool readable, uint64_t seed);
 // Turns part of a reservation into zeroed read-write memory, or back into
-// zeros that hold no memory. The range is never left unmapped in between.
+// reserved space (reading as zeros when `readable`, else faulting) that
+// holds no memory. The range is never left unmapped in between.
 bool os_commit(void* p, size_t size);
-void os_decommit(void* p, size_t size);
+void os_decommit(void* p, size_t size, bool readable);
+// Makes a committed range inaccessible (a guard page), or accessible again.
+bool os_protect_none(void* p, size_t size);
+bool os_protect_rw(void* p, size_t size);
 // Whether the process runs under an address-space limit (RLIMIT_AS), which
 // reserved space would count against.
 bool os_address_space_limited();

@@ -186,6 +186,9 @@ void refill_flush(int cls) {
 
 void refill_flush_all() {
   for (int cls = 0; cls < kNumClasses; ++cls) {
+#if defined(HAKMEM_HARDENED)
+    tls_quarantine_drain(cls);  // its blocks go with the rest
+#endif
     TlsBin& bin = t_cache.bins[cls];
     uint32_t count = tls_bin_count(bin);
     if (count > 0) {

@@ -4,9 +4,15 @@
 
 namespace hakmem {
 
-uint8_t g_segmap[kSegmapSlots];
+namespace {
+// The segment map before the metadata region exists (and without one).
+uint8_t g_segmap_bss[kSegmapSlots];
+}  // namespace
+uint8_t* g_segmap = g_segmap_bss;
 uintptr_t g_arena_base = 0;
 uintptr_t g_arena_size = 0;
+uintptr_t g_entry_bias = 0;
+uintptr_t g_headers_base = 0;
 
 namespace {
 
@@ -26,17 +32,15 @@ uint64_t g_dirty_units = 0;
 uint64_t g_returned_bytes = 0;
 uint64_t g_slab_count[kNumClasses];
 
-int32_t g_free_routes[kNumClasses];  // set once by backend_init
+uint16_t g_bin_offsets[kNumClasses];  // set once by backend_init
 
-// The arena's segment slots are [g_arena_first_slot, size >> kSegmentShift);
-// the slots below hold the entry table. Those from g_arena_first_slot to
-// g_arena_free_hint are all live segments (the search for a free slot
-// starts there, keeping the heap low and compact); the segment map tells
-// which of the others are. The table is committed up to
-// g_arena_table_committed bytes.
-uint64_t g_arena_first_slot = 0;
+// The arena's slots below g_arena_free_hint are all live segments (the
+// search for a free slot starts there, keeping the heap low and compact);
+// the segment map tells which of the others are. The entry table and the
+// headers are committed for the slots below g_arena_meta_committed.
 uint64_t g_arena_free_hint = 0;
-uint64_t g_arena_table_committed = 0;
+uint64_t g_arena_meta_committed = 0;
+uintptr_t g_entry_table = 0;  // the table's first entry: the arena's first unit
 
 // Largest arena first: 1 TiB of address space costs nothing until used, but
 // the kernel or a tool (valgrind allows 32 GiB) may refuse; then less.
@@ -45,7 +49,10 @@ uint64_t g_arena_table_committed = 0;
 constexpr size_t kArenaMaxShift = 40;
 constexpr size_t kArenaMinShift = kSegmentShift + 1;
 constexpr uint64_t kTableBytesPerSegment = kUnitsPerSegment * sizeof(UnitEntry);
-constexpr uint64_t kTableCommitStep = 64 * 1024;  // the entries of 32 segments
+constexpr uint64_t kMetaCommitSlots = 32;  // entries and headers are committed 32 segments at a time
+// Between the metadata region's parts and around it: PROT_NONE, so that a
+// linear overflow of one part faults before it reaches the next.
+constexpr size_t kMetaGuard = 64 * 1024;
 
 // Per class: slabs that still have blocks to give (returned or never carved).
 // Guarded by the caller's central lock for that class.
@@ -87,33 +94,39 @@ int find_run(uint64_t avail, uint32_t units, uint32_t align_units) {
   return -1;
 }
 
-// Commits the arena's entry table far enough to hold slot `slot`'s entries.
-bool table_commit_through(uint64_t slot) {
-  uint64_t need = (slot + 1) * kTableBytesPerSegment;
-  if (need <= g_arena_table_committed) return true;
-  uint64_t to = (need + kTableCommitStep - 1) & ~(kTableCommitStep - 1);
-  if (!os_commit(reinterpret_cast<void*>(g_arena_base + g_arena_table_committed), to - g_arena_table_committed)) return false;
-  g_arena_table_committed = to;
+// Commits the arena's entry table and headers far enough to hold slot
+// `slot`'s. They stay committed: a slot given back is soon used again.
+bool meta_commit_through(uint64_t slot) {
+  if (slot < g_arena_meta_committed) return true;
+  const uint64_t slots = g_arena_size >> kSegmentShift;
+  uint64_t to = (slot / kMetaCommitSlots + 1) * kMetaCommitSlots;
+  if (to > slots) to = slots;
+  const uint64_t from = g_arena_meta_committed;
+  if (!os_commit(reinterpret_cast<void*>(g_entry_table + from * kTableBytesPerSegment), (to - from) * kTableBytesPerSegment) ||
+      !os_commit(reinterpret_cast<void*>(g_headers_base + from * kHeaderStride), (to - from) * kHeaderStride))
+    return false;
+  g_arena_meta_committed = to;
   return true;
 }
 
-// A segment: in a free arena slot (lowest first), else in a mapping of its
-// own. Zero-filled by the kernel either way, entries included.
+// A segment: in a free arena slot (lowest first), units 1..63 committed and
+// unit 0 left PROT_NONE (the gap before its first block); else in a mapping
+// of its own, its header in unit 0. Zero-filled by the kernel either way.
 Segment* segment_memory() {
   const uint64_t slots = g_arena_size >> kSegmentShift;
-  uint64_t i = g_arena_free_hint > g_arena_first_slot ? g_arena_free_hint : g_arena_first_slot;
-  for (; i < slots; ++i) {
+  for (uint64_t i = g_arena_free_hint; i < slots; ++i) {
     char* at = reinterpret_cast<char*>(g_arena_base + (i << kSegmentShift));
-    if (g_segmap[segmap_slot(at)] != kSlotForeign) continue;  // a live segment
-    if (!table_commit_through(i) || !os_commit(at, kSegmentSize)) break;
+    if (segmap_kind(at) != kSlotForeign) continue;  // a live segment
+    if (!meta_commit_through(i) || !os_commit(at + kUnitSize, kSegmentSize - kUnitSize)) break;
     g_arena_free_hint = i + 1;
-    Segment* s = reinterpret_cast<Segment*>(at);
-    s->units = reinterpret_cast<UnitEntry*>(g_arena_base + i * kTableBytesPerSegment);
+    Segment* s = reinterpret_cast<Segment*>(g_headers_base + i * kHeaderStride);
+    *s = Segment{};  // a header used before: its segment's entries are all zero already
+    s->base = at;
     return s;
   }
   Segment* s = static_cast<Segment*>(os_map_aligned(kSegmentSize, kSegmentSize));
   if (s != nullptr) {
-    s->units = s->own_units;
+    s->base = reinterpret_cast<char*>(s);
     ++g_segments_outside_arena;
   }
   return s;
@@ -122,8 +135,8 @@ Segment* segment_memory() {
 Segment* segment_create() {
   Segment* s = segment_memory();
   if (s == nullptr) return nullptr;
-  s->used_mask = 1;                         // unit 0: this header
-  g_segmap[segmap_slot(s)] = kSlotSegment;
+  s->used_mask = 1;                         // unit 0: the header or the gap
+  segmap_set(s->base, kSlotSegment);
   ++g_segment_count;
   list_push_front(s);
   return s;
@@ -131,14 +144,14 @@ Segment* segment_create() {
 
 void segment_destroy(Segment* s) {
   list_remove(s);
-  g_segmap[segmap_slot(s)] = kSlotForeign;
+  segmap_set(s->base, kSlotForeign);
   --g_segment_count;
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
   g_returned_bytes += kSegmentSize;
   // Its entries are all zero already: every unit is free.
-  if (s->units != s->own_units) {
-    uint64_t slot = (reinterpret_cast<uintptr_t>(s) - g_arena_base) >> kSegmentShift;
-    os_decommit(s, kSegmentSize);
+  if (in_arena(reinterpret_cast<uintptr_t>(s->base))) {
+    uint64_t slot = (reinterpret_cast<uintptr_t>(s->base) - g_arena_base) >> kSegmentShift;
+    os_decommit(s->base + kUnitSize, kSegmentSize - kUnitSize, false);
     if (slot < g_arena_free_hint) g_arena_free_hint = slot;
   } else {
     --g_segments_outside_arena;
@@ -219,12 +232,13 @@ bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, RunKi
   g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
   seg->dirty_mask &= ~mask;
   const bool slab = kind == RunKind::kSlab;
+  UnitEntry* units = segment_units(seg);
   for (int u = from; u < from + static_cast<int>(count); ++u) {
-    UnitEntry& e = seg->units[u];
+    UnitEntry& e = units[u];
     e.minus_run_start = 0 - reinterpret_cast<uintptr_t>(unit_address(seg, first));
     // Nothing carved yet: the limit stays 0 until the first carve.
     e.check_c = slab ? class_info(cls).check_c : 0;
-    e.free_route = slab ? g_free_routes[cls] : 0;
+    e.bin_offset = slab ? g_bin_offsets[cls] : 0;
     e.tag = slab ? slab_tag(cls) : u == first ? kTagLarge : kTagLargeTail;
   }
   if (seg->used_mask == kAllUnits) {  // full segments wait at the back of the list
@@ -238,7 +252,8 @@ bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, RunKi
 void release_units_locked(Segment* seg, int from, uint32_t count) {
   bool was_full = seg->used_mask == kAllUnits;
   uint64_t mask = run_mask(count, from);
-  for (int u = from; u < from + static_cast<int>(count); ++u) seg->units[u] = UnitEntry{};
+  UnitEntry* units = segment_units(seg);
+  for (int u = from; u < from + static_cast<int>(count); ++u) units[u] = UnitEntry{};
   seg->used_mask &= ~mask;
   if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
   seg->dirty_mask |= mask;
@@ -249,12 +264,60 @@ void release_units_locked(Segment* seg, int from, uint32_t count) {
   }
 }
 
+// Hardened (HAKMEM_HARDENED_RANDOM): a pseudo-random permutation of
+// [0, n), n <= 2^16, as index i -> permute(i): a four-round Feistel network
+// keyed by `key` over the next even power of two at or above n, walking the
+// cycle until the value lands below n (at most a few steps: the domain is
+// under four times n). No table: a slab of 4096 blocks needs no 8 KiB of
+// stack in the allocator's slow path.
+uint32_t permute_index(uint32_t i, uint32_t n, uint64_t key) {
+  int half = 1;
+  while ((uint32_t{1} << (2 * half)) < n) ++half;
+  const uint32_t mask = (uint32_t{1} << half) - 1;
+  uint32_t x = i;
+  do {
+    uint32_t left = x >> half, right = x & mask;
+    for (uint64_t round = 0; round < 4; ++round) {
+      uint32_t f = static_cast<uint32_t>(mix64(key ^ (round << 32) ^ right)) & mask;
+      uint32_t next = left ^ f;
+      left = right;
+      right = next;
+    }
+    x = (left << half) | right;
+  } while (x >= n);
+  return x;
+}
+
+// Hardened: a new slab's blocks all go onto its free list at once, in a
+// random order, each sealed as free. Blocks handed out in sequence are then
+// neither adjacent nor in address order (an overflow cannot count on its
+// neighbour), and a free of a block never handed out finds it sealed: a
+// double free. The whole slab counts as carved.
+void carve_slab_randomly(Slab* s, const ClassInfo& ci) {
+  char* start = slab_start(s);
+  const uint64_t key = random_word();
+  void* head = nullptr;
+  for (uint32_t i = s->capacity; i-- > 0;) {
+    void* b = start + static_cast<size_t>(permute_index(i, s->capacity, key)) * ci.size;
+    block_set_next(b, head);
+    head = b;
+  }
+  s->free_list = head;
+  s->free_count = s->capacity;
+  s->carved = s->capacity;
+  UnitEntry* units = segment_units(slab_segment(s));
+  const int first = slab_first_unit(s);
+  const uint64_t limit = class_carve_limit(ci, s->carved);
+  for (int u = first; u < first + static_cast<int>(s->units); ++u)
+    __atomic_store_n(&units[u].check_limit, limit, __ATOMIC_RELAXED);
+}
+
 }  // namespace
 
-Segment* slab_segment(const Slab* run) { return segment_of(run); }
-int slab_first_unit(const Slab* run) {
-  return static_cast<int>(run - segment_of(run)->slabs);
+Segment* slab_segment(const Slab* run) {
+  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(run) & ~(kHeaderStride - 1));
 }
+int slab_first_unit(const Slab* run) { return static_cast<int>(run - slab_segment(run)->slabs); }
 
 Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed) {
   if (align_units == 0) align_units = 1;
@@ -297,7 +360,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
 }
 
 void backend_free_run(Slab* run) {
-  Segment* seg = segment_of(run);
+  Segment* seg = slab_segment(run);
   int first = slab_first_unit(run);
   LockGuard guard(g_backend_lock);
   release_units_locked(seg, first, run->units);
@@ -306,7 +369,7 @@ void backend_free_run(Slab* run) {
 }
 
 bool backend_resize_run(Slab* run, uint32_t new_units) {
-  Segment* seg = segment_of(run);
+  Segment* seg = slab_segment(run);
   int first = slab_first_unit(run);
   LockGuard guard(g_backend_lock);
   uint32_t units = run->units;
@@ -324,21 +387,44 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
   return true;
 }
 
-void backend_init(uint64_t arena_max, const int32_t free_routes[kNumClasses]) {
+void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]) {
   LockGuard guard(g_backend_lock);
-  for (int c = 0; c < kNumClasses; ++c) g_free_routes[c] = free_routes[c];
-  if (os_address_space_limited() || g_arena_size != 0) return;
-  for (size_t shift = kArenaMaxShift; shift >= kArenaMinShift; --shift) {
-    const uint64_t size = uint64_t{1} << shift;
-    if (size > arena_max) continue;
-    void* base = os_reserve(size, kSegmentSize);
-    if (base == nullptr) continue;
-    g_arena_base = reinterpret_cast<uintptr_t>(base);
-    g_arena_size = size;
-    uint64_t table_bytes = (size >> kUnitShift) * sizeof(UnitEntry);
-    g_arena_first_slot = (table_bytes + kSegmentSize - 1) >> kSegmentShift;
+  for (int c = 0; c < kNumClasses; ++c) g_bin_offsets[c] = bin_offsets[c];
+  if (g_segmap != g_segmap_bss) return;  // done already
+  uint64_t arena = 0;
+  void* arena_base = nullptr;
+  for (size_t shift = kArenaMaxShift; !os_address_space_limited() && shift >= kArenaMinShift; --shift) {
+    arena = uint64_t{1} << shift;
+    if (arena > arena_max) continue;
+    arena_base = os_reserve(arena, kSegmentSize, false);
+    if (arena_base != nullptr) break;
+  }
+  if (arena_base == nullptr) arena = 0;
+  // The metadata region: [guard | segment map | guard | entry table | guard |
+  // headers | guard], at a random address. The map is read-write (untouched
+  // pages cost nothing); the table reads as zeros until its part is
+  // committed; headers and guards fault.
+  const uint64_t slots = arena >> kSegmentShift;
+  const size_t segmap_at = kMetaGuard;
+  const size_t table_at = segmap_at + kSegmapSlots + kMetaGuard;
+  const size_t headers_at = table_at + ((slots * kTableBytesPerSegment + kMetaGuard - 1) & ~(kMetaGuard - 1)) + kMetaGuard;
+  const size_t meta_size = headers_at + slots * kHeaderStride + kMetaGuard;
+  char* meta = static_cast<char*>(os_reserve_random(meta_size, kMetaGuard, false, g_secrets.placement));
+  if (meta == nullptr || !os_commit(meta + segmap_at, kSegmapSlots)) {
+    // No room even for the map (a tight address-space limit): no arena, and
+    // the map in the BSS.
+    if (meta != nullptr) os_unmap(meta, meta_size);
+    if (arena_base != nullptr) os_unmap(arena_base, arena);
     return;
   }
+  if (slots != 0) os_decommit(meta + table_at, slots * kTableBytesPerSegment, true);
+  g_segmap = reinterpret_cast<uint8_t*>(meta + segmap_at);
+  if (arena_base == nullptr) return;
+  g_entry_table = reinterpret_cast<uintptr_t>(meta + table_at);
+  g_entry_bias = g_entry_table - (reinterpret_cast<uintptr_t>(arena_base) >> kUnitShift) * sizeof(UnitEntry);
+  g_headers_base = reinterpret_cast<uintptr_t>(meta + headers_at);
+  g_arena_base = reinterpret_cast<uintptr_t>(arena_base);
+  g_arena_size = arena;  // last: the hot path's range test opens the arena
 }
 
 void backend_purge(bool force) {
@@ -371,6 +457,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
       annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
+      if (kHardened && g_config.randomize) carve_slab_randomly(s, ci);
       ++g_slab_count[cls];
       partial_push(cls, s);
     }
@@ -390,11 +477,11 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       }
       s->carved += take;
       n += take;
-      Segment* seg = slab_segment(s);
+      UnitEntry* units = segment_units(slab_segment(s));
       int first = slab_first_unit(s);
       uint64_t limit = class_carve_limit(ci, s->carved);
       for (int u = first; u < first + static_cast<int>(s->units); ++u)
-        __atomic_store_n(&seg->units[u].check_limit, limit, __ATOMIC_RELAXED);
+        __atomic_store_n(&units[u].check_limit, limit, __ATOMIC_RELAXED);
     }
     if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
     s->used = s->carved - s->free_count;
@@ -408,8 +495,8 @@ void slab_return_blocks(int cls, void* head, uint32_t count) {
   while (count-- > 0 && head != nullptr) {
     void* b = head;
     head = block_next(b);
-    Segment* seg = segment_of(b);
-    Slab* s = &seg->slabs[entry_first_unit(seg->units[unit_of(b)])];
+    Segment* seg = segment_lookup(b);
+    Slab* s = &seg->slabs[entry_first_unit(segment_units(seg)[unit_of(b)])];
     block_set_next(b, s->free_list);
     s->free_list = b;
     ++s->free_count;
@@ -424,6 +511,9 @@ void slab_return_blocks(int cls, void* head, uint32_t count) {
     }
   }
 }
+
+Segment* inspect_segment(const void* p) { return segment_lookup(p); }
+UnitEntry* inspect_units(Segment* s) { return segment_units(s); }
 
 void backend_stats(BackendStats* out) {
   LockGuard guard(g_backend_lock);
@@ -447,11 +537,12 @@ int backend_check_integrity() {
   uint64_t segments = 0;
   for (Segment* s = g_segments_head; s != nullptr; s = s->next) {
     ++segments;
-    if (g_segmap[segmap_slot(s)] != kSlotSegment) fault(s, "segment missing from the segment map");
+    if (segmap_kind(s->base) != kSlotSegment) fault(s, "segment missing from the segment map");
+    const UnitEntry* units = segment_units(s);
     if ((s->used_mask & 1) == 0) fault(s, "segment header unit marked free");
     if ((s->used_mask & s->dirty_mask) != 0) fault(s, "unit both used and dirty");
     for (int u = 1; u < kUnitsPerSegment;) {
-      const UnitEntry& info = s->units[u];
+      const UnitEntry& info = units[u];
       bool used = (s->used_mask >> u) & 1;
       if (!used) {
         if (info.tag != kTagFree || info.minus_run_start != 0 || info.check_c != 0 || entry_check_limit(info) != 0)
@@ -464,14 +555,14 @@ int backend_check_integrity() {
       uint8_t tag = info.tag;
       if (r->units == 0 || u + r->units > kUnitsPerSegment) { fault(r, "run length out of range"); ++u; continue; }
       for (int k = 0; k < r->units; ++k) {
-        const UnitEntry& ki = s->units[u + k];
+        const UnitEntry& ki = units[u + k];
         uint8_t want = r->kind == RunKind::kSlab ? slab_tag(r->cls) : k == 0 ? kTagLarge : kTagLargeTail;
         if (ki.tag != want || ki.minus_run_start != 0 - reinterpret_cast<uintptr_t>(unit_address(s, u)))
           fault(unit_address(s, u + k), "unit tag disagrees with its run");
         bool slab = r->kind == RunKind::kSlab;
         if (ki.check_c != (slab ? class_info(r->cls).check_c : 0) ||
             entry_check_limit(ki) != (slab ? class_carve_limit(class_info(r->cls), r->carved) : 0) ||
-            ki.free_route != (slab ? g_free_routes[r->cls] : 0))
+            ki.bin_offset != (slab ? g_bin_offsets[r->cls] : 0))
           fault(unit_address(s, u + k), "unit's free() numbers disagree with its run");
         if (((s->used_mask >> (u + k)) & 1) == 0) fault(unit_address(s, u + k), "unit of a live run marked free");
       }

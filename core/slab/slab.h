@@ -1,12 +1,25 @@
 // Slab & segment backend.
 //
-// Segments are 4 MiB reservations aligned to 4 MiB. Unit 0 (64 KiB) holds the
-// segment header; units 1..63 are handed out as runs: a slab (blocks of one
-// size class) or a large span (one block). Each unit has an entry in the
-// header: its tag byte (0x80 + class for slab units, kTagLarge / kTagLargeTail
-// for spans, 0 for free units: DESIGN.md §3) and the offset of its run's start. free() masks a pointer down to its
-// segment, checks the global segment map, reads the unit entry and knows the
-// class and the slab start without touching the block: O(1), out of band.
+// Segments are 4 MiB reservations aligned to 4 MiB. Units 1..63 (64 KiB
+// each) are handed out as runs: a slab (blocks of one size class) or a large
+// span (one block); unit 0 holds no blocks. Each unit has an entry (its tag
+// byte: 0x80 + class for slab units, kTagLarge / kTagLargeTail for spans, 0
+// for free units: DESIGN.md §3, and the numbers free() needs), and each
+// segment a header (run descriptors, masks). free() finds a pointer's entry
+// from the pointer alone and knows the class and the slab start without
+// touching the block: O(1), out of band.
+//
+// Metadata an overflow cannot reach. Segments in the segment arena (below)
+// keep every byte of their metadata -- entries, headers, and the segment map
+// -- in one separate reservation at a random address (the metadata region),
+// and their unit 0 is never committed: a PROT_NONE gap of 64 KiB before each
+// segment's first block, so a linear overflow off one segment's last block
+// faults instead of running into the next segment. Nothing free() acts on is
+// a pointer read from the heap's neighbourhood: the entry comes from the
+// arena offset, the thread's bin from the class (UnitEntry::bin_offset,
+// masked into the bins), the header from the slot number. Segments outside
+// the arena (HAKMEM_ARENA=0, an address-space limit, or a full arena) keep
+// their header and entries in their own unit 0, as a fallback.
 #pragma once
 
 #include "base/base.h"
@@ -24,12 +37,21 @@ constexpr size_t kSegmapSlots = size_t{1} << (kAddressBits - kSegmentShift);
 // One byte per 4 MiB slot of the address space: what lives there.
 enum SegmapKind : uint8_t {
   kSlotForeign = 0,   // not hakmem's
-  kSlotSegment = 1,   // a segment; its header is at the slot base
-  kSlotHuge = 2,      // the user pointer of a huge mapping; header one page below it
+  kSlotSegment = 1,   // a segment
+  kSlotHuge = 2,      // the user pointer of a huge mapping (large box)
 };
-// 32 MiB of zero-initialised BSS; only the pages covering used slots are ever
-// touched, so it costs a few KiB of RSS.
-extern uint8_t g_segmap[kSegmapSlots];
+// The segment map: in the metadata region once the backend is initialised
+// (a zero-filled array in the library's BSS before that, and when the region
+// cannot be had). Only the pages covering used slots are ever touched.
+extern uint8_t* g_segmap HAK_INTERNAL;
+HAK_INLINE size_t segmap_slot(const void* p) { return reinterpret_cast<uintptr_t>(p) >> kSegmentShift; }
+HAK_INLINE uint8_t segmap_kind(const void* p) {
+  size_t slot = segmap_slot(p);
+  return slot < kSegmapSlots ? g_segmap[slot] : static_cast<uint8_t>(kSlotForeign);
+}
+// Written under the backend lock (segments) or for a huge block that only
+// its owner can name; read without a lock by the slow paths.
+HAK_INLINE void segmap_set(const void* p, SegmapKind kind) { g_segmap[segmap_slot(p)] = kind; }
 
 constexpr uint8_t kTagFree = 0x00;
 constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)
@@ -43,7 +65,8 @@ HAK_INLINE uint8_t slab_tag(int cls) { return static_cast<uint8_t>(kTagSlabMagic
 
 enum class RunKind : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
 
-// Descriptor of a run of units, stored at the index of its first unit.
+// Descriptor of a run of units, kept in its segment's header at the index of
+// its first unit.
 struct Slab {
   void* free_list;         // blocks given back to this slab, linked through word 0
   uint32_t free_count;
@@ -59,9 +82,9 @@ struct Slab {
   bool on_partial_list;
 };
 
-// A unit's entry in its segment header: everything free() needs, so that
-// free reads one 32-byte entry and never touches the block before it has
-// proved that the pointer is a block hakmem handed out.
+// A unit's entry: everything free() needs, so that free reads one 32-byte
+// entry and never touches the block before it has proved that the pointer
+// is a block hakmem handed out.
 struct UnitEntry {
   // Minus the address of the first unit of this unit's run (0: free unit).
   // Negated so that it is no pointer to a block: memcheck's leak checker
@@ -76,12 +99,13 @@ struct UnitEntry {
   // under the class lock, read by free() without one (relaxed atomics: a
   // freed block was carved before it was handed out).
   uint64_t check_limit;
-  // Slab units: the thread pointer's distance to the TLS bin of the class
-  // (backend_init), the same in every thread: free() finds the
-  // bin with one add instead of class -> bin arithmetic.
-  int32_t free_route;
+  // Slab units: the class's bin's byte offset in the thread cache
+  // (tls_bin_offset_of_class). free() masks it into the bins
+  // (tls_bin_by_offset), so even a forged entry can aim a push at nothing
+  // but one of the calling thread's own bins.
+  uint16_t bin_offset;
   uint8_t tag;
-  uint8_t reserved[3];
+  uint8_t reserved[5];
 };
 static_assert(sizeof(UnitEntry) == 32, "an entry is indexed with one shift");
 HAK_INLINE int entry_first_unit(const UnitEntry& e) {
@@ -96,77 +120,95 @@ HAK_INLINE uint64_t entry_check_limit(const UnitEntry& e) { return __atomic_load
 // units alike. free() asks this on every call, before it writes anything
 // into the block.
 HAK_INLINE bool entry_is_block_start(const UnitEntry& info, uintptr_t addr) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+  // block_offset_test, its relaxed load of the limit written as the compare's
+  // memory operand: an aligned 8-byte load is atomic on x86-64, and compilers
+  // never fold an atomic load into an instruction (one more per free).
+  // ThreadSanitizer builds keep the atomic, which it understands.
+  const uint64_t product = (addr + info.minus_run_start) * info.check_c;
+  bool below;
+  asm("cmpq %2, %1" : "=@ccb"(below) : "r"(product), "m"(info.check_limit));
+  return below;
+#else
   return block_offset_test(addr + info.minus_run_start, info.check_c, entry_check_limit(info));
+#endif
 }
 
+// A segment's header. Arena segments: in the metadata region, one
+// kHeaderStride apart, indexed by slot. Others: at the segment's start.
 struct Segment {
-  // The entries of this segment's units: a slice of the arena's entry table
-  // (see the segment arena below), or own_units for a segment outside it.
-  UnitEntry* units;
-  uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header)
+  char* base;                            // the segment's memory (4 MiB aligned)
+  uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header unit)
   uint64_t dirty_mask;                   // free units whose pages may still be resident
   uint64_t dirty_since_ms;               // when the oldest dirty unit was released
   Segment* next;                         // all segments, most recently used first
   Segment* prev;
   Slab slabs[kUnitsPerSegment];
-  UnitEntry own_units[kUnitsPerSegment];
+  UnitEntry own_units[kUnitsPerSegment]; // segments outside the arena only
 };
-static_assert(sizeof(Segment) <= kUnitSize, "the header fits in unit 0");
+// A power of two, and every header lies on a multiple of it: a run
+// descriptor finds its header by masking its own address (slab_segment).
+constexpr size_t kHeaderStride = 8192;
+static_assert(sizeof(Segment) <= kHeaderStride, "a header fits its stride (and unit 0)");
 
-HAK_INLINE size_t segmap_slot(const void* p) { return reinterpret_cast<uintptr_t>(p) >> kSegmentShift; }
-HAK_INLINE Segment* segment_of(const void* p) {
-  return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(p) & ~kSegmentMask);
-}
 HAK_INLINE int unit_of(const void* p) {
   return static_cast<int>((reinterpret_cast<uintptr_t>(p) >> kUnitShift) & (kUnitsPerSegment - 1));
 }
-HAK_INLINE char* unit_address(Segment* s, int unit) {
-  return reinterpret_cast<char*>(s) + (static_cast<size_t>(unit) << kUnitShift);
-}
-// The segment holding p if p lies in a hakmem segment, else nullptr.
-HAK_INLINE Segment* segment_lookup(const void* p) {
-  size_t slot = segmap_slot(p);
-  if (slot >= kSegmapSlots || g_segmap[slot] != kSlotSegment) return nullptr;
-  return segment_of(p);
-}
+HAK_INLINE char* unit_address(const Segment* s, int unit) { return s->base + (static_cast<size_t>(unit) << kUnitShift); }
 
 // ---- The segment arena ----
-// One reservation of address space that segments are committed from first,
-// laid out as [entry table | segments]. The table holds a UnitEntry for every
-// 64 KiB unit of the arena, at base + (unit index) * 32: free() finds a
-// pointer's entry from the pointer alone, with one subtraction and one
-// compare to prove the pointer lies in the arena, where the segment map
-// costs a shift, a bounds check, a table load and the address arithmetic of
-// a header (6 of the hot path's instructions per free; bench/callgrind).
-// The table is committed as the heap grows; a part of it that no live
-// segment uses reads as zeros, and an all-zero entry fails the block test,
-// so a stray pointer into an unused part of the arena is still rejected.
-// Segments past the arena (it is full, or there is none: HAKMEM_ARENA=0, or
-// an address-space limit) keep their entries in their own header and are
-// reached through the segment map, on free's slow path.
+// One reservation of address space (PROT_NONE until used) that segments are
+// committed from first. Its units' entries form one table in the metadata
+// region: the entry of address a is at g_entry_bias + (a >> 16) * 32, so
+// free() finds a pointer's entry from the pointer alone, with one compare to
+// prove the pointer lies in the arena (the segment map costs a shift, a
+// bounds check, a table load and a header's address arithmetic). The table
+// is committed as the heap grows; a part that no live segment uses reads as
+// zeros, and an all-zero entry fails the block test, so a stray pointer into
+// an unused part of the arena is still rejected.
 // Written once, by backend_init, before the first segment exists; a free()
 // that reads the zeros from before sends its pointer to the slow path, the
-// right place for every pointer then. Two plain variables, not a struct:
-// each is then one RIP-relative operand on the hot path.
+// right place for every pointer then. Plain variables, not a struct: each
+// is then one RIP-relative operand on the hot path.
 extern uintptr_t g_arena_base HAK_INTERNAL;
 extern uintptr_t g_arena_size HAK_INTERNAL;  // 0 until backend_init, and when there is no arena
+extern uintptr_t g_entry_bias HAK_INTERNAL;  // the table's address minus (g_arena_base >> 16) * 32
+extern uintptr_t g_headers_base HAK_INTERNAL;  // arena segments' headers, kHeaderStride per slot
 
+HAK_INLINE bool in_arena(uintptr_t addr) { return addr - g_arena_base < g_arena_size; }
 // Whether `addr` lies in the arena; if so, `entry` is its unit's entry
 // (which may be all zeros: no segment there).
 HAK_INLINE bool arena_unit_entry(uintptr_t addr, const UnitEntry*& entry) {
-  const uintptr_t base = g_arena_base;
-  const uintptr_t offset = addr - base;
-  entry = reinterpret_cast<const UnitEntry*>(base + (offset >> kUnitShift) * sizeof(UnitEntry));
-  return offset < g_arena_size;
+  entry = reinterpret_cast<const UnitEntry*>(g_entry_bias + (addr >> kUnitShift) * sizeof(UnitEntry));
+  return in_arena(addr);
+}
+
+// The entries of a segment's units: the arena's table, or its own.
+HAK_INLINE UnitEntry* segment_units(Segment* s) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(s->base);
+  if (in_arena(base)) return reinterpret_cast<UnitEntry*>(g_entry_bias + (base >> kUnitShift) * sizeof(UnitEntry));
+  return s->own_units;
+}
+// The header of the segment holding p if p lies in a live hakmem segment,
+// else nullptr. Safe for any address.
+HAK_INLINE Segment* segment_lookup(const void* p) {
+  if (segmap_kind(p) != kSlotSegment) return nullptr;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  if (in_arena(addr)) return reinterpret_cast<Segment*>(g_headers_base + ((addr - g_arena_base) >> kSegmentShift) * kHeaderStride);
+  return reinterpret_cast<Segment*>(addr & ~kSegmentMask);
+}
+// The entry of p's unit if p lies in a live hakmem segment, else nullptr.
+HAK_INLINE const UnitEntry* unit_entry_lookup(const void* p) {
+  Segment* s = segment_lookup(p);
+  return s != nullptr ? &segment_units(s)[unit_of(p)] : nullptr;
 }
 
 // Reserves the arena, the largest power of two of at most `arena_max`
 // bytes (and 1 TiB) that the kernel grants (none when that is below 8 MiB,
 // or under an address-space limit, which reserved space would count
-// against), and remembers where
-// free() finds each class's TLS bin: free_routes[c] is the bin's distance
-// from the thread pointer (UnitEntry::free_route). Called once, at init.
-void backend_init(uint64_t arena_max, const int32_t free_routes[kNumClasses]);
+// against), and the metadata region for it; bin_offsets[c] is class c's
+// UnitEntry::bin_offset. Called once, at init, after secrets_init.
+void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]);
 
 // ---- Runs of units (backend; takes the backend lock itself) ----
 // A run of `units` units starting at a multiple of `align_units`, tagged for
@@ -205,6 +247,13 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head);
 void slab_return_blocks(int cls, void* head, uint32_t count);
 
 // ---- Inspection (tests, stats, contracts) ----
+// The header of the live segment holding p (nullptr if none) and a header's
+// unit entries: segment_lookup and segment_units for code linked with the
+// shared library, which keeps the metadata's globals hidden.
+#define HAK_INSPECT __attribute__((visibility("default")))
+HAK_INSPECT Segment* inspect_segment(const void* p);
+HAK_INSPECT UnitEntry* inspect_units(Segment* s);
+
 struct BackendStats {
   uint64_t segments;
   uint64_t bytes_mapped;     // segments, headers included

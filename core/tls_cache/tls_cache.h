@@ -27,8 +27,29 @@ struct TlsBin {
 };
 static_assert(sizeof(TlsBin) == 32, "a bin is indexed with one shift");
 
+// bins[] has a power-of-two number of slots, the classes' and spares that
+// stay empty: free() masks the bin offset it reads from a unit entry
+// (tls_bin_by_offset), and every masked offset lands on a bin of this thread.
+constexpr int kTlsBinSlots = 64;
+static_assert(kNumClasses <= kTlsBinSlots, "every class has a bin");
+
+// The hardened variant's quarantine (HAKMEM_HARDENED_QUARANTINE): per thread
+// and class, a freed block waits in `random` (it swaps out one of its slots,
+// chosen at random) and then in `fifo` (the oldest leaves) before its bin
+// sees it, so it is reused at the earliest after kQuarantineFifo more frees
+// of its class, and when is a matter of chance: a write after free, or a
+// double free after reuse, cannot count on the block's next owner.
+constexpr int kQuarantineRandom = 8;
+constexpr int kQuarantineFifo = 8;
+struct Quarantine {
+  void* random[kQuarantineRandom];
+  void* fifo[kQuarantineFifo];
+  uint32_t fifo_next;
+  uint32_t held;  // blocks in the two arrays: freed, counted, not yet in the bin
+};
+
 struct ThreadCache {
-  TlsBin bins[kNumClasses];
+  TlsBin bins[kTlsBinSlots];
   ClassCounters counters[kNumClasses];      // slow-path counts: misses, refills, flushes
   int64_t free_ticks_granted[kNumClasses];  // sum of every grant to a bin's free_tick
   uint64_t ops_at_last_event[kNumClasses];  // allocs + frees when ACE last heard from a class
@@ -39,6 +60,10 @@ struct ThreadCache {
   // allocate) after the last key destructor; such a thread keeps no cache
   // and never registers again, since nothing would unregister it.
   bool exited;
+#if defined(HAKMEM_HARDENED)
+  uint64_t random_state;  // tls_random; 0 until first use
+  Quarantine quarantine[kNumClasses];
+#endif
 };
 
 extern HAK_TLS ThreadCache t_cache;
@@ -84,17 +109,13 @@ HAK_INLINE TlsBin& tls_bin_at_offset(size_t offset) {
 HAK_INLINE size_t tls_bin_offset_class(size_t offset) { return offset / sizeof(TlsBin); }
 HAK_INLINE size_t tls_bin_offset_of_class(int cls) { return static_cast<size_t>(cls) * sizeof(TlsBin); }
 
-// free: the bin's distance from the thread pointer, which the backend keeps
-// in every slab unit's entry (UnitEntry::free_route). With initial-exec TLS
-// that distance is fixed when the library is loaded and is the same in
-// every thread, so one add finds the calling thread's bin.
-HAK_INLINE char* tls_thread_pointer() { return static_cast<char*>(__builtin_thread_pointer()); }
-inline int32_t tls_bin_route(int cls) {
-  return static_cast<int32_t>(tls_bins_address() + tls_bin_offset_of_class(cls) - tls_thread_pointer());
-}
-HAK_INLINE TlsBin& tls_bin_by_route(int32_t route) {
-  return *reinterpret_cast<TlsBin*>(tls_thread_pointer() + route);
-}
+// free: the bin's offset, which the backend keeps in every slab unit's entry
+// (UnitEntry::bin_offset), masked into bins[]: whatever the entry holds, the
+// push lands in one of the calling thread's bins, never elsewhere in its TLS
+// or stack. (An offset from the thread pointer, one add cheaper, let a
+// forged entry aim free's stores anywhere within 2 GiB of it.)
+HAK_INLINE size_t tls_bin_slot(uint16_t offset) { return (offset / sizeof(TlsBin)) & (kTlsBinSlots - 1); }
+HAK_INLINE TlsBin& tls_bin_by_offset(uint16_t offset) { return t_cache.bins[tls_bin_slot(offset)]; }
 
 // Pops a block, or returns nullptr when the list is empty.
 HAK_INLINE void* tls_cache_pop(TlsBin& bin) {
@@ -139,20 +160,87 @@ HAK_INLINE bool tls_cache_take_poll(int cls) {
   return true;
 }
 
-// The thread's frees of a class so far.
-inline uint64_t tls_bin_frees(const ThreadCache& tc, int cls) {
+// Blocks of a class waiting in the thread's quarantine (hardened; else 0).
+inline uint32_t tls_quarantine_held(const ThreadCache& tc, int cls) {
+#if defined(HAKMEM_HARDENED)
+  return tc.quarantine[cls].held;
+#else
+  (void)tc, (void)cls;
+  return 0;
+#endif
+}
+
+// Blocks pushed onto a class's bin by free so far.
+inline uint64_t tls_bin_pushes(const ThreadCache& tc, int cls) {
   return static_cast<uint64_t>(tc.free_ticks_granted[cls] - tc.bins[cls].free_tick);
+}
+// The thread's frees of a class so far: those pushed, and those waiting in
+// quarantine to be.
+inline uint64_t tls_bin_frees(const ThreadCache& tc, int cls) {
+  return tls_bin_pushes(tc, cls) + tls_quarantine_held(tc, cls);
 }
 
 // A class's counters in one thread, allocations included: every block the
-// thread's list ever held arrived by refill or by free, and left by
-// allocation or flush, so allocs = net_in + frees - count.
+// thread's list ever held arrived by refill or by a push, and left by
+// allocation or flush, so allocs = net_in + pushes - count.
 inline ClassCounters tls_cache_counts(const ThreadCache& tc, int cls) {
   const TlsBin& bin = tc.bins[cls];
   ClassCounters c = tc.counters[cls];
   c.frees = tls_bin_frees(tc, cls);
-  c.allocs = static_cast<uint64_t>(bin.net_in + static_cast<int64_t>(c.frees) - tls_bin_count(bin));
+  c.allocs = static_cast<uint64_t>(bin.net_in + static_cast<int64_t>(tls_bin_pushes(tc, cls)) - tls_bin_count(bin));
   return c;
 }
+
+#if defined(HAKMEM_HARDENED)
+// A random word for this thread (xorshift64*), seeded at first use from the
+// kernel and the thread pointer.
+inline uint64_t tls_random() {
+  uint64_t x = t_cache.random_state;
+  if (HAK_UNLIKELY(x == 0)) x = mix64(random_word() ^ reinterpret_cast<uintptr_t>(__builtin_thread_pointer())) | 1;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  t_cache.random_state = x;
+  return x * 0x2545f4914f6cdd1du;
+}
+
+// Puts a freed block (sealed already: a second free of it is caught while it
+// waits) into class `cls`'s quarantine; returns the block that leaves it for
+// the bin, or nullptr while the quarantine fills.
+inline void* tls_quarantine_swap(int cls, void* block) {
+  Quarantine& q = t_cache.quarantine[cls];
+  void*& slot = q.random[tls_random() % kQuarantineRandom];
+  void* out = slot;
+  slot = block;
+  ++q.held;
+  if (out == nullptr) return nullptr;
+  void*& oldest = q.fifo[q.fifo_next];
+  q.fifo_next = (q.fifo_next + 1) % kQuarantineFifo;
+  void* leaving = oldest;
+  oldest = out;
+  if (leaving != nullptr) --q.held;
+  return leaving;
+}
+
+// Empties class `cls`'s quarantine onto its bin, counting each block as a
+// push (its free was counted when it came in): thread exit, trim.
+inline void tls_quarantine_drain(int cls) {
+  Quarantine& q = t_cache.quarantine[cls];
+  TlsBin& bin = t_cache.bins[cls];
+  auto drain = [&bin](void*& slot) {
+    if (slot == nullptr) return;
+    if (HAK_UNLIKELY(!block_is_free(slot)))  // its seal broke while it waited
+      fatal("hakmem: free: the block at %p was written after it was freed; aborting", slot);
+    block_set_next(slot, bin.head);
+    bin.head = slot;
+    --bin.room;
+    --bin.free_tick;
+    slot = nullptr;
+  };
+  for (void*& slot : q.random) drain(slot);
+  for (void*& slot : q.fifo) drain(slot);
+  q.held = 0;
+}
+#endif
 
 }  // namespace hakmem

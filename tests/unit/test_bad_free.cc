@@ -206,15 +206,16 @@ TEST(BadFree, PointersIntoHakmemMetadataAreIgnored) {
 // The segment arena (core/slab/slab.h): free() reads the unit entry of any
 // pointer inside it before it asks the segment map. Every part of the arena
 // that holds no live segment must read as zeros and send the pointer on as
-// foreign: the entry table itself, slots never used, and a segment given
-// back to the OS.
+// foreign: slots never used, and a segment given back to the OS. (Their
+// memory is PROT_NONE: free must never touch it.)
 TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
   hak_stats s;
   hak_stats_get(&s);
   if (s.arena_bytes == 0) GTEST_SKIP() << "no segment arena in this run (HAKMEM_ARENA=0)";
   const uintptr_t base = s.arena_base, end = s.arena_base + s.arena_bytes;
-  std::vector<uintptr_t> targets = {base, base + 16, base + 4096, base + 64 * KiB,  // the entry table
-                                    end - 4 * MiB, end - 4 * MiB + 64 * KiB, end - 4096, end - 16};
+  std::vector<uintptr_t> targets;
+  if (hakmem::inspect_segment(launder(end - 16)) == nullptr)  // the last slot, unless the heap reached it
+    targets = {end - 4 * MiB, end - 4 * MiB + 64 * KiB, end - 4096, end - 16};
   // Segments that lived and were given back: fill some with 64 KiB blocks,
   // free them all and trim. Their slots read as zeros again; at least one
   // of them must not have been taken by a newer segment.
@@ -226,7 +227,7 @@ TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
   for (void* p : blocks) {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     // A slot without a live segment reads as zeros, its header included.
-    bool slot_empty = a - base < s.arena_bytes && hakmem::segment_of(launder(p))->used_mask == 0;
+    bool slot_empty = a - base < s.arena_bytes && hakmem::inspect_segment(launder(p)) == nullptr;
     if (slot_empty && given_back++ < 8) targets.push_back(a);
   }
   EXPECT_GT(given_back, 0u) << "no segment's slot was free again after the trim";
@@ -240,6 +241,30 @@ TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
     EXPECT_EQ(after.foreign - before.foreign, 1u) << std::hex << t;
     EXPECT_EQ(after.invalid, before.invalid) << std::hex << t;
   }
+  heap_still_usable();
+}
+
+// Unit 0 of an arena segment is the PROT_NONE gap before its first block
+// (its header lives in the metadata region): never a block, and free must
+// not touch it.
+TEST(BadFree, TheGapBeforeASegmentsFirstBlockIsNeverABlock) {
+  hak_stats s;
+  hak_stats_get(&s);
+  void* p = malloc(64);
+  ASSERT_NE(p, nullptr);
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (s.arena_bytes == 0 || a - s.arena_base >= s.arena_bytes) GTEST_SKIP() << "the block is outside the arena";
+  const uintptr_t gap = a & ~(4 * MiB - 1);
+  for (uintptr_t t : {gap, gap + 16, gap + 4096, gap + 64 * KiB - 16}) {
+    EXPECT_EQ(hak_owns(launder(t)), 0) << std::hex << t;
+    EXPECT_EQ(malloc_usable_size(launder(t)), 0u) << std::hex << t;
+    BadCounts before = bad_counts();
+    free(launder(t));
+    BadCounts after = bad_counts();
+    EXPECT_EQ((after.invalid - before.invalid) + (after.foreign - before.foreign), 1u) << std::hex << t;
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+  free(p);
   heap_still_usable();
 }
 

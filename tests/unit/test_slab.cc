@@ -302,7 +302,10 @@ TEST(Arena, ReservedSpaceIsLeftOutOfCoreDumps) {
     if (strncmp(line, "VmFlags:", 8) != 0) continue;
     if (hi <= s.arena_base || lo >= s.arena_base + s.arena_bytes) continue;
     bool dont_dump = strstr(line, " dd") != nullptr;
-    if (strcmp(perms, "r--p") == 0) {
+    // Nothing of the arena merely reads: unused parts, and the gap before
+    // each segment's first block, fault on any access.
+    EXPECT_STRNE(perms, "r--p") << std::hex << lo << "-" << hi << " readable but not in use";
+    if (strcmp(perms, "---p") == 0) {
       ++reserved;
       EXPECT_TRUE(dont_dump) << std::hex << lo << "-" << hi << " reserved but dumped";
     } else {
@@ -322,16 +325,17 @@ TEST(Slab, CheckHeapSeesDamagedHeaders) {
   unsigned char* p = static_cast<unsigned char*>(malloc(100));
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(hak_check_heap(), 0);
-  hakmem::Segment* seg = hakmem::segment_of(p);
+  hakmem::Segment* seg = hakmem::inspect_segment(p);
+  hakmem::UnitEntry* units = hakmem::inspect_units(seg);
   int unit = hakmem::unit_of(p);
-  hakmem::UnitEntry saved = seg->units[unit];
+  hakmem::UnitEntry saved = units[unit];
   ASSERT_TRUE(hakmem::tag_is_slab(saved.tag)) << "the block's unit is not tagged as a slab";
   ASSERT_EQ(hakmem::tag_class(saved.tag), static_cast<unsigned>(hakmem::size_to_class(100)));
-  seg->units[unit].tag = hakmem::slab_tag(hakmem::size_to_class(100) + 1);  // wrong class
+  units[unit].tag = hakmem::slab_tag(hakmem::size_to_class(100) + 1);  // wrong class
   int wrong_class = hak_check_heap();
-  seg->units[unit].tag = hakmem::kTagLarge;  // not a slab at all
+  units[unit].tag = hakmem::kTagLarge;  // not a slab at all
   int wrong_kind = hak_check_heap();
-  seg->units[unit] = saved;
+  units[unit] = saved;
   hakmem::Slab* slab = &seg->slabs[hakmem::entry_first_unit(saved)];
   slab->used += 1;  // counts disagree with the free list
   int wrong_count = hak_check_heap();

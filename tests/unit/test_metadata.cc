@@ -1,0 +1,139 @@
+// Metadata an overflow or a relative write cannot steer (core/slab/slab.h):
+// the attacks that worked against the out-of-band metadata, tried again in
+// the release and the hardened library alike. Each either faults where the
+// attacker's write lands, stops the program with the one-line diagnosis, or
+// leaves the attacker's chosen target untouched.
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+#include "slab/slab.h"
+
+namespace {
+
+constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+
+void* launder(void* p) {
+  asm volatile("" : "+r"(p) : : "memory");
+  return p;
+}
+
+bool in_arena(const void* p) {
+  hak_stats s;
+  hak_stats_get(&s);
+  return reinterpret_cast<uintptr_t>(p) - s.arena_base < s.arena_bytes;
+}
+
+uint64_t stack_guard() {
+  uint64_t v;
+  asm volatile("mov %%fs:0x28, %0" : "=r"(v));
+  return v;
+}
+
+// A 1 KiB block whose last byte is its segment's last byte. Allocates (and
+// keeps) blocks until one is found; nullptr if none is within 16 MiB.
+char* block_at_segment_end(std::vector<void*>& keep) {
+  for (int i = 0; i < 16 * 1024; ++i) {
+    char* p = static_cast<char*>(malloc(KiB));
+    keep.push_back(p);
+    if (((reinterpret_cast<uintptr_t>(p) + KiB) & (4 * MiB - 1)) == 0) return p;
+  }
+  return nullptr;
+}
+
+// An 8-byte overflow off the last block of a segment used to rewrite the
+// next segment's header (its entry-table pointer), and through it steer a
+// later free. The header lives in the metadata region now, and every arena
+// segment begins with 64 KiB that are never mapped: the write faults.
+TEST(Metadata, OverflowOffASegmentsLastBlockFaults) {
+  std::vector<void*> keep;
+  char* p = block_at_segment_end(keep);
+  ASSERT_NE(p, nullptr) << "no 1 KiB block ends a segment";
+  if (!in_arena(p)) GTEST_SKIP() << "the block's segment is outside the arena";
+  EXPECT_EXIT(
+      {
+        volatile uint64_t* past_end = reinterpret_cast<volatile uint64_t*>(launder(p + KiB));
+        *past_end = 0x4141414141414141u;
+        _exit(0);
+      },
+      testing::KilledBySignal(SIGSEGV), "");
+  for (void* q : keep) free(q);
+}
+
+// Prints the distance from a fresh block to its unit's entry when asked to
+// (the child of the test below); skipped otherwise.
+TEST(Metadata, PrintDistanceForTheParent) {
+  if (getenv("HAKMEM_TEST_PRINT_DISTANCE") == nullptr) GTEST_SKIP() << "run by MetadataIsAtARandomDistance";
+  void* p = malloc(64);
+  hakmem::Segment* seg = hakmem::inspect_segment(p);
+  ASSERT_NE(seg, nullptr);
+  const hakmem::UnitEntry* e = &hakmem::inspect_units(seg)[hakmem::unit_of(p)];
+  printf("distance=%llx\n", static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(e) - reinterpret_cast<uintptr_t>(p)));
+  free(p);
+}
+
+// A single write at a fixed offset from any block reached the entry table:
+// it lay at a constant distance from the heap. Now the metadata region is
+// placed at a random address in each process: three runs, three distances.
+TEST(Metadata, MetadataIsAtARandomDistanceFromTheHeap) {
+  void* p = malloc(64);
+  if (!in_arena(p)) GTEST_SKIP() << "no segment arena in this run";
+  free(p);
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  ASSERT_GT(n, 0);
+  self[n] = '\0';
+  const std::string command = std::string("HAKMEM_TEST_PRINT_DISTANCE=1 '") + self +
+                              "' --gtest_filter=Metadata.PrintDistanceForTheParent 2>&1";
+  std::set<std::string> distances;
+  for (int run = 0; run < 3; ++run) {
+    FILE* child = popen(command.c_str(), "r");
+    ASSERT_NE(child, nullptr);
+    char line[256];
+    std::string distance;
+    while (fgets(line, sizeof line, child) != nullptr)
+      if (strncmp(line, "distance=", 9) == 0) distance = line + 9;
+    ASSERT_EQ(pclose(child), 0);
+    ASSERT_FALSE(distance.empty()) << "the child printed no distance";
+    distances.insert(distance);
+  }
+  EXPECT_EQ(distances.size(), 3u) << "the metadata lies at the same distance from the heap in different runs";
+}
+
+// A forged entry could once aim free's store of the block's address at any
+// place within 2 GiB of the thread pointer (the stack guard at fs:0x28, a
+// return address on the thread's stack). The bin offset is masked into the
+// thread's bins now: the worst a forged entry does is misfile the block in
+// one of them, or, aimed at a spare bin, stop the program.
+TEST(Metadata, AForgedEntryCannotAimFreeOutsideTheBins) {
+  for (uint16_t forged : {uint16_t{0x28}, uint16_t{0x7fe8}, uint16_t{0xffff}}) {
+    EXPECT_EXIT(
+        {
+          void* p = malloc(64);
+          hakmem::Segment* seg = hakmem::inspect_segment(p);
+          if (seg == nullptr) _exit(3);
+          const uint64_t guard = stack_guard();
+          hakmem::inspect_units(seg)[hakmem::unit_of(p)].bin_offset = forged;  // the attacker's write
+          free(launder(p));
+          _exit(stack_guard() == guard ? 0 : 1);
+        },
+        [](int status) {
+          return (WIFEXITED(status) && WEXITSTATUS(status) == 0) || (WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+        },
+        forged < 0x620 ? "" : "the block's metadata is damaged; aborting")
+        << std::hex << forged;
+  }
+}
+
+}  // namespace
