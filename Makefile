@@ -117,12 +117,18 @@ valgrind:
 
 # libFuzzer harnesses on the prefixed API (ASan owns malloc there), each run
 # for FUZZ_SECONDS from the checked-in corpus; crashes are kept as regressions.
+# The op-sequence harness runs a second time on the hardened variant.
 fuzz:
 	$(CMAKE) -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
 	  -DCMAKE_CXX_COMPILER=clang++ -DHAKMEM_OVERRIDE=OFF -DHAKMEM_FUZZ=ON -DHAKMEM_TESTS=OFF \
 	  -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/fuzz -j $(JOBS)
 	bash fuzz/run $(BUILD)/fuzz $(FUZZ_SECONDS)
+	$(CMAKE) -S . -B $(BUILD)/fuzz-hardened -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	  -DCMAKE_CXX_COMPILER=clang++ -DHAKMEM_OVERRIDE=OFF -DHAKMEM_FUZZ=ON -DHAKMEM_HARDENED=ON -DHAKMEM_TESTS=OFF \
+	  -DHAKMEM_BENCH=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/fuzz-hardened -j $(JOBS) --target ops_fuzzer
+	FUZZ_HARNESSES=ops_fuzzer bash fuzz/run $(BUILD)/fuzz-hardened $(FUZZ_SECONDS)
 
 deps:
 	bash ci/install-deps

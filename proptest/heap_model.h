@@ -388,7 +388,7 @@ class HeapModel {
       return;
     }
     // A slab block or a large span: p lies in a segment. The shared library
-    // keeps g_segmap hidden, so segment_lookup() is only used where the test
+    // keeps its metadata globals hidden, so segment_lookup() is only used where the test
     // links the objects (PROP_HAVE_SEGMAP); hak_owns() vouched for p above.
 #ifdef PROP_HAVE_SEGMAP
     Segment* seg = segment_lookup(p);

@@ -30,14 +30,12 @@ uint64_t random_word() {
 
 void secrets_init() {
   if (g_secrets.pad_in != 0) return;
-  Secrets s;
-  s.pad_out = random_word();
-  s.seal_in = random_word();
-  s.seal_out = random_word();
-  s.header = random_word();
-  s.placement = random_word();
-  s.pad_in = random_word() | 1;  // set last, and never 0: it marks the keys drawn
-  g_secrets = s;
+  g_secrets.pad_out = random_word();
+  g_secrets.seal_in = random_word();
+  g_secrets.seal_out = random_word();
+  g_secrets.header = random_word();
+  g_secrets.placement = random_word();
+  g_secrets.pad_in = random_word() | 1;  // set last, and never 0: it marks the keys drawn
 }
 
 

@@ -61,9 +61,17 @@ constexpr bool kHardened = true;
 constexpr bool kHardened = false;
 #endif
 
+// Values written once, at initialisation, and trusted by every call after
+// it (settings, keys, the arena's bounds): each such group fills a page of
+// its own, which the front makes read-only once the process is initialised
+// (os_seal), so that no stray write -- nor an attacker's write relative to
+// the library's data -- can change them afterwards.
+constexpr size_t kSealedPage = 4096;
+#define HAK_SEALED_PAGE alignas(kSealedPage)
+
 // Process-wide settings, read once from the environment (getenv does not
-// allocate). Defaults hold until config_init() runs.
-struct Config {
+// allocate). Defaults hold until config_init() runs; sealed after it.
+struct HAK_SEALED_PAGE Config {
   bool stats_at_exit = false;   // HAKMEM_STATS=1
   bool verbose = false;         // HAKMEM_VERBOSE=1
   bool ace_enabled = true;      // HAKMEM_ACE=0 disables the learner
@@ -162,13 +170,14 @@ HAK_INLINE constexpr uint64_t keyed_mix(uint64_t x, uint64_t key_in, uint64_t ke
   return mix64(x ^ key_in) ^ key_out;
 }
 
-// Per-process random keys, drawn once at init (getrandom) in every build:
+// Per-process random keys, drawn once at init (getrandom) in every build,
+// then sealed:
 // the hardened variant encodes and seals free-list links with the first
 // four; every build checks huge-block headers with `header` and places its
 // metadata at an address drawn from `placement`.
-struct Secrets {
+struct HAK_SEALED_PAGE Secrets {
   uint64_t pad_in, pad_out;    // a block's link pad: keyed_mix(address)
-  uint64_t seal_in, seal_out;  // a free block's seal: keyed_mix(pad ^ encoded link)
+  uint64_t seal_in, seal_out;  // a free block's seal: keyed_mix(encoded link ^ address)
   uint64_t header;             // huge-block headers (large box)
   uint64_t placement;          // where the metadata region goes (slab box)
 };
@@ -178,33 +187,34 @@ void secrets_init();
 // A fresh random word (getrandom; the clock and AT_RANDOM as a fallback).
 uint64_t random_word();
 
-// ---- free-block links ----
-// A free block's first word links it to the next block of its list (a TLS
-// bin, a central batch, a slab's free list); every list is read and written
-// through block_next / block_set_next. The hardened variant (SECURITY.md)
-// stores each link XORed with a pad that a keyed mix makes of the block's
-// address, and seals it: word 1 holds a keyed mix of the pad and the encoded
-// link. Every link read checks the seal, so a write after free that changes
-// a link (it cannot forge the seal without the keys) stops the program
-// wherever the list is walked; and a block whose seal holds is free, which
-// is how free() finds a double free. One freed block read whole, with its
-// successor guessed, gives that block's pad and seal, not the keys: another
-// block's pad is a fresh mix. Hardened blocks are at least 16 bytes, and
-// both words are cleared when a block is handed out.
 // The answer to a heap fault (the hardened variant's to every fault it
 // finds; every build's to damaged metadata): one line, then abort().
 [[noreturn]] void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2), cold));
 
+// ---- free-block links ----
+// A free block's first word links it to the next block of its list (a TLS
+// bin, a central batch, a slab's free list, the quarantine); every list is
+// read and written through block_next / block_set_next. The hardened variant
+// (SECURITY.md) stores each link XORed with the block's pad, a keyed mix of
+// its address, and seals it: word 1 holds a keyed mix of the encoded link
+// and the address. Every link read checks the seal, so a write after free
+// that changes a link (it cannot forge the seal without the keys) stops the
+// program wherever the list is walked; and a block whose seal holds is free,
+// which is how free() finds a double free. One freed block read whole, with
+// its successor guessed, gives that block's pad and one seal, not the keys:
+// another block's pad, or the seal of another link or address, is a fresh
+// mix. Hardened blocks are at least 16 bytes, and both words are cleared
+// when a block is handed out.
 HAK_INLINE uint64_t block_pad(const void* block) {
   return keyed_mix(reinterpret_cast<uintptr_t>(block), g_secrets.pad_in, g_secrets.pad_out);
 }
-HAK_INLINE uint64_t block_seal(uint64_t pad, uint64_t encoded) {
-  return keyed_mix(pad ^ encoded, g_secrets.seal_in, g_secrets.seal_out);
+HAK_INLINE uint64_t block_seal(const void* block, uint64_t encoded) {
+  return keyed_mix(encoded ^ reinterpret_cast<uintptr_t>(block), g_secrets.seal_in, g_secrets.seal_out);
 }
 // Hardened: whether `block` is free, i.e. its link is sealed.
 HAK_INLINE bool block_is_free(const void* block) {
   const uintptr_t* w = static_cast<const uintptr_t*>(block);
-  return w[1] == block_seal(block_pad(block), w[0]);
+  return w[1] == block_seal(block, w[0]);
 }
 // Hardened: a block leaves the free lists for the program's hands; neither
 // its encoded link nor its seal goes with it.
@@ -217,19 +227,17 @@ HAK_INLINE void block_unseal(void* block) {
 HAK_INLINE void* block_next(const void* block) {
   uintptr_t raw = *static_cast<const uintptr_t*>(block);
   if (kHardened) {
-    const uint64_t pad = block_pad(block);
-    if (HAK_UNLIKELY(static_cast<const uintptr_t*>(block)[1] != block_seal(pad, raw)))
+    if (HAK_UNLIKELY(static_cast<const uintptr_t*>(block)[1] != block_seal(block, raw)))
       fatal("hakmem: a free list is damaged at %p (a write after free?); aborting", block);
-    raw ^= pad;
+    raw ^= block_pad(block);
   }
   return reinterpret_cast<void*>(raw);
 }
 HAK_INLINE void block_set_next(void* block, const void* next) {
   uintptr_t raw = reinterpret_cast<uintptr_t>(next);
   if (kHardened) {
-    const uint64_t pad = block_pad(block);
-    raw ^= pad;
-    static_cast<uintptr_t*>(block)[1] = block_seal(pad, raw);
+    raw ^= block_pad(block);
+    static_cast<uintptr_t*>(block)[1] = block_seal(block, raw);
   }
   *static_cast<uintptr_t*>(block) = raw;
 }

@@ -9,6 +9,10 @@
 
 #include <atomic>
 
+#if defined(HAKMEM_HARDENED)
+#include <emmintrin.h>
+#endif
+
 #include "ace/ace.h"
 #include "central/central.h"
 #include "contracts/contracts.h"
@@ -117,6 +121,10 @@ HAK_COLD void init_slow() {
     for (int c = 0; c < kNumClasses; ++c) bin_offsets[c] = static_cast<uint16_t>(tls_bin_offset_of_class(c));
     backend_init(g_config.arena_max_mib << 20, bin_offsets);
     refill_init();
+    // Written once, trusted from now on: read-only for good.
+    os_seal(&g_config, sizeof g_config);
+    os_seal(&g_secrets, sizeof g_secrets);
+    backend_seal();
     g_init_state.store(2, std::memory_order_release);
     // After the state says done: pthread_atfork may allocate, and that
     // allocation must not come back here.
@@ -193,12 +201,17 @@ void hardened_check_class(void* block, int cls) {
 }
 
 #if defined(HAKMEM_HARDENED)
-// Whether every byte of the block past its two link words is zero.
-bool block_clear_after_link(const void* block, size_t size) {
-  const uint64_t* w = static_cast<const uint64_t*>(block);
-  uint64_t any = 0;
-  for (size_t i = 2; i < size / sizeof(uint64_t); ++i) any |= w[i];
-  return any == 0;
+// Hardened zero-on-free: every byte of a freed block past its two link
+// words (which the seal overwrites) is cleared, and checked still clear when
+// the block leaves the quarantine. Blocks are multiples of 16 bytes.
+void block_clear_after_link(void* block, size_t size) {
+  if (size > 16) memset(static_cast<char*>(block) + 16, 0, size - 16);
+}
+bool block_still_clear_after_link(const void* block, size_t size) {
+  const __m128i* v = static_cast<const __m128i*>(block);
+  __m128i any = _mm_setzero_si128();
+  for (size_t i = 1; i < size / 16; ++i) any = _mm_or_si128(any, _mm_load_si128(v + i));
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(any, _mm_setzero_si128())) == 0xffff;
 }
 #endif
 
@@ -214,7 +227,7 @@ void hardened_free(void* p, uint16_t bin_offset) {
   if (HAK_UNLIKELY(cls >= kNumClasses)) fatal("hakmem: free(%p): the block's metadata is damaged; aborting", p);
 #if defined(HAKMEM_HARDENED)
   const size_t size = class_size(cls);
-  if (g_config.zero_on_free) memset(p, 0, size);  // before the checker poisons it
+  if (g_config.zero_on_free) block_clear_after_link(p, size);  // before the checker poisons it
   annotate_free(p, size);
   if (g_config.quarantine && !t_cache.exited) {
     block_set_next(p, nullptr);
@@ -222,7 +235,7 @@ void hardened_free(void* p, uint16_t bin_offset) {
     if (p == nullptr) return;
     // The block leaving has waited, sealed (and cleared): a write after
     // free in the meantime broke its seal (or left bytes behind).
-    if (HAK_UNLIKELY(!block_is_free(p) || (g_config.zero_on_free && !block_clear_after_link(p, size))))
+    if (HAK_UNLIKELY(!block_is_free(p) || (g_config.zero_on_free && !block_still_clear_after_link(p, size))))
       fatal("hakmem: free: the block at %p was written after it was freed; aborting", p);
   }
 #endif

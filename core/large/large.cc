@@ -1,5 +1,7 @@
 #include "large/large.h"
 
+#include <string.h>
+
 #include "contracts/contracts.h"
 #include "os/os.h"
 #include "slab/slab.h"
@@ -245,8 +247,10 @@ bool large_free(void* p) {
     HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     g_counters.large_frees.add(1);
     g_counters.large_live_bytes.sub(run->large_size);
-    // Hardened: the span's contents must not reach its next owner.
-    if (kHardened && g_config.zero_on_free) os_purge(p, run->large_size);
+    // Hardened: the span's contents must not reach its next owner. Cleared
+    // here, its pages stay resident for that owner (a purge would make it
+    // fault every page in again: spans are reused often).
+    if (kHardened && g_config.zero_on_free) memset(p, 0, run->large_size);
     backend_free_run(run);
     return true;
   }

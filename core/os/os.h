@@ -31,6 +31,9 @@ void* os_reserve_random(size_t size, size_t align, bool readable, uint64_t seed)
 // holds no memory. The range is never left unmapped in between.
 bool os_commit(void* p, size_t size);
 void os_decommit(void* p, size_t size, bool readable);
+// Makes page-aligned memory of the library's own read-only for good: values
+// written once at initialisation (HAK_SEALED_PAGE).
+void os_seal(void* p, size_t size);
 // Makes a committed range inaccessible (a guard page), or accessible again.
 bool os_protect_none(void* p, size_t size);
 bool os_protect_rw(void* p, size_t size);

@@ -8,11 +8,7 @@ namespace {
 // The segment map before the metadata region exists (and without one).
 uint8_t g_segmap_bss[kSegmapSlots];
 }  // namespace
-uint8_t* g_segmap = g_segmap_bss;
-uintptr_t g_arena_base = 0;
-uintptr_t g_arena_size = 0;
-uintptr_t g_entry_bias = 0;
-uintptr_t g_headers_base = 0;
+ArenaLayout g_arena = {0, 0, 0, 0, 0, g_segmap_bss, {}};
 
 namespace {
 
@@ -32,15 +28,12 @@ uint64_t g_dirty_units = 0;
 uint64_t g_returned_bytes = 0;
 uint64_t g_slab_count[kNumClasses];
 
-uint16_t g_bin_offsets[kNumClasses];  // set once by backend_init
-
 // The arena's slots below g_arena_free_hint are all live segments (the
 // search for a free slot starts there, keeping the heap low and compact);
 // the segment map tells which of the others are. The entry table and the
 // headers are committed for the slots below g_arena_meta_committed.
 uint64_t g_arena_free_hint = 0;
 uint64_t g_arena_meta_committed = 0;
-uintptr_t g_entry_table = 0;  // the table's first entry: the arena's first unit
 
 // Largest arena first: 1 TiB of address space costs nothing until used, but
 // the kernel or a tool (valgrind allows 32 GiB) may refuse; then less.
@@ -98,12 +91,12 @@ int find_run(uint64_t avail, uint32_t units, uint32_t align_units) {
 // `slot`'s. They stay committed: a slot given back is soon used again.
 bool meta_commit_through(uint64_t slot) {
   if (slot < g_arena_meta_committed) return true;
-  const uint64_t slots = g_arena_size >> kSegmentShift;
+  const uint64_t slots = g_arena.size >> kSegmentShift;
   uint64_t to = (slot / kMetaCommitSlots + 1) * kMetaCommitSlots;
   if (to > slots) to = slots;
   const uint64_t from = g_arena_meta_committed;
-  if (!os_commit(reinterpret_cast<void*>(g_entry_table + from * kTableBytesPerSegment), (to - from) * kTableBytesPerSegment) ||
-      !os_commit(reinterpret_cast<void*>(g_headers_base + from * kHeaderStride), (to - from) * kHeaderStride))
+  if (!os_commit(reinterpret_cast<void*>(g_arena.entry_table + from * kTableBytesPerSegment), (to - from) * kTableBytesPerSegment) ||
+      !os_commit(reinterpret_cast<void*>(g_arena.headers_base + from * kHeaderStride), (to - from) * kHeaderStride))
     return false;
   g_arena_meta_committed = to;
   return true;
@@ -113,13 +106,13 @@ bool meta_commit_through(uint64_t slot) {
 // unit 0 left PROT_NONE (the gap before its first block); else in a mapping
 // of its own, its header in unit 0. Zero-filled by the kernel either way.
 Segment* segment_memory() {
-  const uint64_t slots = g_arena_size >> kSegmentShift;
+  const uint64_t slots = g_arena.size >> kSegmentShift;
   for (uint64_t i = g_arena_free_hint; i < slots; ++i) {
-    char* at = reinterpret_cast<char*>(g_arena_base + (i << kSegmentShift));
+    char* at = reinterpret_cast<char*>(g_arena.base + (i << kSegmentShift));
     if (segmap_kind(at) != kSlotForeign) continue;  // a live segment
     if (!meta_commit_through(i) || !os_commit(at + kUnitSize, kSegmentSize - kUnitSize)) break;
     g_arena_free_hint = i + 1;
-    Segment* s = reinterpret_cast<Segment*>(g_headers_base + i * kHeaderStride);
+    Segment* s = reinterpret_cast<Segment*>(g_arena.headers_base + i * kHeaderStride);
     *s = Segment{};  // a header used before: its segment's entries are all zero already
     s->base = at;
     return s;
@@ -150,7 +143,7 @@ void segment_destroy(Segment* s) {
   g_returned_bytes += kSegmentSize;
   // Its entries are all zero already: every unit is free.
   if (in_arena(reinterpret_cast<uintptr_t>(s->base))) {
-    uint64_t slot = (reinterpret_cast<uintptr_t>(s->base) - g_arena_base) >> kSegmentShift;
+    uint64_t slot = (reinterpret_cast<uintptr_t>(s->base) - g_arena.base) >> kSegmentShift;
     os_decommit(s->base + kUnitSize, kSegmentSize - kUnitSize, false);
     if (slot < g_arena_free_hint) g_arena_free_hint = slot;
   } else {
@@ -238,7 +231,7 @@ bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, RunKi
     e.minus_run_start = 0 - reinterpret_cast<uintptr_t>(unit_address(seg, first));
     // Nothing carved yet: the limit stays 0 until the first carve.
     e.check_c = slab ? class_info(cls).check_c : 0;
-    e.bin_offset = slab ? g_bin_offsets[cls] : 0;
+    e.bin_offset = slab ? g_arena.bin_offsets[cls] : 0;
     e.tag = slab ? slab_tag(cls) : u == first ? kTagLarge : kTagLargeTail;
   }
   if (seg->used_mask == kAllUnits) {  // full segments wait at the back of the list
@@ -389,8 +382,8 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
 
 void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]) {
   LockGuard guard(g_backend_lock);
-  for (int c = 0; c < kNumClasses; ++c) g_bin_offsets[c] = bin_offsets[c];
-  if (g_segmap != g_segmap_bss) return;  // done already
+  for (int c = 0; c < kNumClasses; ++c) g_arena.bin_offsets[c] = bin_offsets[c];
+  if (g_arena.segmap != g_segmap_bss) return;  // done already
   uint64_t arena = 0;
   void* arena_base = nullptr;
   for (size_t shift = kArenaMaxShift; !os_address_space_limited() && shift >= kArenaMinShift; --shift) {
@@ -418,14 +411,16 @@ void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]) {
     return;
   }
   if (slots != 0) os_decommit(meta + table_at, slots * kTableBytesPerSegment, true);
-  g_segmap = reinterpret_cast<uint8_t*>(meta + segmap_at);
+  g_arena.segmap = reinterpret_cast<uint8_t*>(meta + segmap_at);
   if (arena_base == nullptr) return;
-  g_entry_table = reinterpret_cast<uintptr_t>(meta + table_at);
-  g_entry_bias = g_entry_table - (reinterpret_cast<uintptr_t>(arena_base) >> kUnitShift) * sizeof(UnitEntry);
-  g_headers_base = reinterpret_cast<uintptr_t>(meta + headers_at);
-  g_arena_base = reinterpret_cast<uintptr_t>(arena_base);
-  g_arena_size = arena;  // last: the hot path's range test opens the arena
+  g_arena.entry_table = reinterpret_cast<uintptr_t>(meta + table_at);
+  g_arena.entry_bias = g_arena.entry_table - (reinterpret_cast<uintptr_t>(arena_base) >> kUnitShift) * sizeof(UnitEntry);
+  g_arena.headers_base = reinterpret_cast<uintptr_t>(meta + headers_at);
+  g_arena.base = reinterpret_cast<uintptr_t>(arena_base);
+  g_arena.size = arena;  // last: the hot path's range test opens the arena
 }
+
+void backend_seal() { os_seal(&g_arena, sizeof g_arena); }
 
 void backend_purge(bool force) {
   LockGuard guard(g_backend_lock);
@@ -523,8 +518,8 @@ void backend_stats(BackendStats* out) {
   out->bytes_dirty = g_dirty_units * kUnitSize;
   out->bytes_returned = g_returned_bytes;
   for (int c = 0; c < kNumClasses; ++c) out->slabs[c] = g_slab_count[c];
-  out->arena_base = g_arena_base;
-  out->arena_bytes = g_arena_size;
+  out->arena_base = g_arena.base;
+  out->arena_bytes = g_arena.size;
   out->segments_outside_arena = g_segments_outside_arena;
 }
 
@@ -562,7 +557,7 @@ int backend_check_integrity() {
         bool slab = r->kind == RunKind::kSlab;
         if (ki.check_c != (slab ? class_info(r->cls).check_c : 0) ||
             entry_check_limit(ki) != (slab ? class_carve_limit(class_info(r->cls), r->carved) : 0) ||
-            ki.bin_offset != (slab ? g_bin_offsets[r->cls] : 0))
+            ki.bin_offset != (slab ? g_arena.bin_offsets[r->cls] : 0))
           fault(unit_address(s, u + k), "unit's free() numbers disagree with its run");
         if (((s->used_mask >> (u + k)) & 1) == 0) fault(unit_address(s, u + k), "unit of a live run marked free");
       }

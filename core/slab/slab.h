@@ -40,18 +40,35 @@ enum SegmapKind : uint8_t {
   kSlotSegment = 1,   // a segment
   kSlotHuge = 2,      // the user pointer of a huge mapping (large box)
 };
-// The segment map: in the metadata region once the backend is initialised
-// (a zero-filled array in the library's BSS before that, and when the region
-// cannot be had). Only the pages covering used slots are ever touched.
-extern uint8_t* g_segmap HAK_INTERNAL;
+struct UnitEntry;
+
+// Where the backend's metadata is: written once, by backend_init, before the
+// first segment exists, then sealed (HAK_SEALED_PAGE): every free() trusts
+// these values. Members of one struct, each still one RIP-relative operand
+// on the hot path.
+struct HAK_SEALED_PAGE ArenaLayout {
+  uintptr_t base;          // the segment arena (0 without one)
+  uintptr_t size;          // 0 until backend_init, and when there is no arena
+  uintptr_t entry_bias;    // the entry table's address minus (base >> 16) * 32
+  uintptr_t headers_base;  // arena segments' headers, kHeaderStride per slot
+  uintptr_t entry_table;   // the table's first entry: the arena's first unit
+  // The segment map: in the metadata region once the backend is
+  // initialised (a zero-filled array in the library's BSS before that, and
+  // when the region cannot be had). Only the pages covering used slots are
+  // ever touched.
+  uint8_t* segmap;
+  uint16_t bin_offsets[kNumClasses];  // UnitEntry::bin_offset of each class
+};
+extern ArenaLayout g_arena HAK_INTERNAL;
+
 HAK_INLINE size_t segmap_slot(const void* p) { return reinterpret_cast<uintptr_t>(p) >> kSegmentShift; }
 HAK_INLINE uint8_t segmap_kind(const void* p) {
   size_t slot = segmap_slot(p);
-  return slot < kSegmapSlots ? g_segmap[slot] : static_cast<uint8_t>(kSlotForeign);
+  return slot < kSegmapSlots ? g_arena.segmap[slot] : static_cast<uint8_t>(kSlotForeign);
 }
 // Written under the backend lock (segments) or for a huge block that only
 // its owner can name; read without a lock by the slow paths.
-HAK_INLINE void segmap_set(const void* p, SegmapKind kind) { g_segmap[segmap_slot(p)] = kind; }
+HAK_INLINE void segmap_set(const void* p, SegmapKind kind) { g_arena.segmap[segmap_slot(p)] = kind; }
 
 constexpr uint8_t kTagFree = 0x00;
 constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)
@@ -159,34 +176,27 @@ HAK_INLINE char* unit_address(const Segment* s, int unit) { return s->base + (st
 // ---- The segment arena ----
 // One reservation of address space (PROT_NONE until used) that segments are
 // committed from first. Its units' entries form one table in the metadata
-// region: the entry of address a is at g_entry_bias + (a >> 16) * 32, so
+// region: the entry of address a is at g_arena.entry_bias + (a >> 16) * 32, so
 // free() finds a pointer's entry from the pointer alone, with one compare to
 // prove the pointer lies in the arena (the segment map costs a shift, a
 // bounds check, a table load and a header's address arithmetic). The table
 // is committed as the heap grows; a part that no live segment uses reads as
 // zeros, and an all-zero entry fails the block test, so a stray pointer into
-// an unused part of the arena is still rejected.
-// Written once, by backend_init, before the first segment exists; a free()
-// that reads the zeros from before sends its pointer to the slow path, the
-// right place for every pointer then. Plain variables, not a struct: each
-// is then one RIP-relative operand on the hot path.
-extern uintptr_t g_arena_base HAK_INTERNAL;
-extern uintptr_t g_arena_size HAK_INTERNAL;  // 0 until backend_init, and when there is no arena
-extern uintptr_t g_entry_bias HAK_INTERNAL;  // the table's address minus (g_arena_base >> 16) * 32
-extern uintptr_t g_headers_base HAK_INTERNAL;  // arena segments' headers, kHeaderStride per slot
-
-HAK_INLINE bool in_arena(uintptr_t addr) { return addr - g_arena_base < g_arena_size; }
+// an unused part of the arena is still rejected. A free() that reads the
+// zeros from before backend_init (ArenaLayout) sends its pointer to the slow
+// path, the right place for every pointer then.
+HAK_INLINE bool in_arena(uintptr_t addr) { return addr - g_arena.base < g_arena.size; }
 // Whether `addr` lies in the arena; if so, `entry` is its unit's entry
 // (which may be all zeros: no segment there).
 HAK_INLINE bool arena_unit_entry(uintptr_t addr, const UnitEntry*& entry) {
-  entry = reinterpret_cast<const UnitEntry*>(g_entry_bias + (addr >> kUnitShift) * sizeof(UnitEntry));
+  entry = reinterpret_cast<const UnitEntry*>(g_arena.entry_bias + (addr >> kUnitShift) * sizeof(UnitEntry));
   return in_arena(addr);
 }
 
 // The entries of a segment's units: the arena's table, or its own.
 HAK_INLINE UnitEntry* segment_units(Segment* s) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(s->base);
-  if (in_arena(base)) return reinterpret_cast<UnitEntry*>(g_entry_bias + (base >> kUnitShift) * sizeof(UnitEntry));
+  if (in_arena(base)) return reinterpret_cast<UnitEntry*>(g_arena.entry_bias + (base >> kUnitShift) * sizeof(UnitEntry));
   return s->own_units;
 }
 // The header of the segment holding p if p lies in a live hakmem segment,
@@ -194,7 +204,7 @@ HAK_INLINE UnitEntry* segment_units(Segment* s) {
 HAK_INLINE Segment* segment_lookup(const void* p) {
   if (segmap_kind(p) != kSlotSegment) return nullptr;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  if (in_arena(addr)) return reinterpret_cast<Segment*>(g_headers_base + ((addr - g_arena_base) >> kSegmentShift) * kHeaderStride);
+  if (in_arena(addr)) return reinterpret_cast<Segment*>(g_arena.headers_base + ((addr - g_arena.base) >> kSegmentShift) * kHeaderStride);
   return reinterpret_cast<Segment*>(addr & ~kSegmentMask);
 }
 // The entry of p's unit if p lies in a live hakmem segment, else nullptr.
@@ -209,6 +219,8 @@ HAK_INLINE const UnitEntry* unit_entry_lookup(const void* p) {
 // against), and the metadata region for it; bin_offsets[c] is class c's
 // UnitEntry::bin_offset. Called once, at init, after secrets_init.
 void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]);
+// Makes g_arena read-only for good: after init, which wrote it.
+void backend_seal();
 
 // ---- Runs of units (backend; takes the backend lock itself) ----
 // A run of `units` units starting at a multiple of `align_units`, tagged for

@@ -4,12 +4,14 @@
 // address. A fault it lets through would make the child exit normally, and
 // the test fail.
 #include <malloc.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/run_self.h"
 
 namespace {
 
@@ -36,6 +39,8 @@ std::string address_pattern(const void* p) {
 }
 
 long g_target[8];  // where a write after free would like malloc to point
+void* volatile g_sink;
+volatile size_t g_size_sink;
 
 // Death tests fork ("fast" style): the child has the parent's addresses,
 // so the expected diagnosis can name them. The parent has no other threads
@@ -90,25 +95,57 @@ TEST_F(Hardened, ForeignAndInteriorFreesAbort) {
   free(p);
 }
 
-// A write after free over a free block's link: without the secret the
-// program cannot aim the list anywhere, and the allocation that would follow
-// the damaged link stops the program instead of handing out g_target.
-TEST_F(Hardened, WriteAfterFreeIntoALinkIsCaught) {
+// Frees enough fresh blocks of `size` that every block freed before them
+// has left the quarantine (it swaps a random one of 8 slots each time: after
+// 400 frees a block is still there with odds under 1e-20).
+void push_through_quarantine(size_t size) {
+  std::vector<void*> v;
+  for (int i = 0; i < 400; ++i) v.push_back(malloc(size));
+  for (void* b : v) free(b);
+}
+
+// A write after free over a freed block's link: without the keys the
+// program cannot aim the list anywhere. The block waits in the quarantine,
+// sealed, and the broken seal stops the program when it leaves, before any
+// allocation could follow the link to g_target or to the stack.
+void redirect_after_free(bool to_stack) {
+  long on_stack[4] = {0, 0, 0, 0};
+  void* p = malloc(64);
+  free(p);
+  uintptr_t aim = reinterpret_cast<uintptr_t>(to_stack ? &on_stack[0] : &g_target[0]);
+  memcpy(launder(p), &aim, sizeof aim);  // the write after free
+  for (int i = 0; i < 1000; ++i) {
+    void* q = malloc(64);
+    if (q == reinterpret_cast<void*>(aim)) fprintf(stderr, "malloc handed out the address the write chose\n");
+    free(q);
+  }
+  fprintf(stderr, "no fault seen %ld\n", on_stack[0]);
+  _exit(0);
+}
+
+TEST_F(Hardened, WriteAfterFreeRedirectingMallocIsCaught) {
+  for (bool to_stack : {false, true})
+    EXPECT_DEATH(redirect_after_free(to_stack), "hakmem: free: the block at 0x[0-9a-f]+ was written after it was freed; aborting")
+        << to_stack;
+}
+
+// The same write aimed at a block already in a thread's list (past the
+// quarantine): the allocation that would follow the damaged link stops.
+TEST_F(Hardened, WriteAfterFreeIntoAListedLinkIsCaught) {
   EXPECT_DEATH(
       {
-        void* q = malloc(64);
         void* p = malloc(64);
-        free(q);
-        free(p);  // the thread's list: p, then q
+        free(p);
+        push_through_quarantine(64);  // p is in the bin now, or further on
         uintptr_t aim = reinterpret_cast<uintptr_t>(&g_target[0]);
-        memcpy(launder(p), &aim, sizeof aim);  // the write after free
-        void* first = malloc(64);              // p itself
-        void* second = malloc(64);             // would follow the damaged link
-        if (second == &g_target[0]) fprintf(stderr, "malloc handed out the address the write chose\n");
-        fprintf(stderr, "no fault seen: %p %p\n", first, second);
+        memcpy(launder(p), &aim, sizeof aim);
+        for (int i = 0; i < 100000; ++i)
+          if (malloc(64) == &g_target[0]) fprintf(stderr, "malloc handed out the address the write chose\n");
+        malloc_trim(0);  // and every list walk, should the block have gone on
+        fprintf(stderr, "no fault seen\n");
         _exit(0);
       },
-      "hakmem: malloc: the free list of 64-byte blocks is damaged at 0x[0-9a-f]+ \\(a write after free\\?\\); aborting");
+      "hakmem: (malloc: the free list of 64-byte blocks|a free list) is damaged at 0x[0-9a-f]+ \\(a write after free\\?\\); aborting");
 }
 
 // A damaged link deep in a thread's list, which no allocation reaches first:
@@ -134,25 +171,29 @@ TEST_F(Hardened, DamagedLinkDeepInAListStopsTheWalkThatReachesIt) {
 }
 
 // A free block's link is not the next block's address in the clear, and it
-// carries the free mark; both vanish when the block is handed out again.
-TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMark) {
+// carries the free mark; both words are cleared when a block is handed out
+// (a fresh block gives away nothing of the keys either).
+TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMarkThatHandOutClears) {
   void* q = malloc(48);
   void* p = malloc(48);
   ASSERT_NE(p, nullptr);
   ASSERT_NE(q, nullptr);
   free(q);
-  free(p);  // p's link leads to q
+  free(p);
   uintptr_t words[2];
   memcpy(words, launder(p), sizeof words);
   EXPECT_NE(words[0], reinterpret_cast<uintptr_t>(q)) << "the link is stored in the clear";
-  EXPECT_NE(words[0], 0u);
+  EXPECT_NE(words[0], 0u) << "a null link stored in the clear";
   EXPECT_NE(words[1], 0u) << "no free mark";
-  void* again = malloc(48);
-  EXPECT_EQ(again, p);
-  memcpy(words, launder(again), sizeof words);
-  EXPECT_EQ(words[1], 0u) << "the free mark outlived the allocation";
-  free(again);
-  free(malloc(48));
+  std::vector<void*> v;
+  for (int i = 0; i < 2000; ++i) {
+    v.push_back(malloc(48));
+    memcpy(words, launder(v.back()), sizeof words);
+    ASSERT_EQ(words[0], 0u) << "a handed-out block still holds its encoded link";
+    ASSERT_EQ(words[1], 0u) << "the free mark outlived the allocation";
+    if (i % 3 == 0) free(v.back()), v.pop_back();  // churn: blocks come back through the quarantine
+  }
+  for (void* b : v) free(b);
 }
 
 // Every block has room for the free mark: the smallest class is 16 bytes.
@@ -193,6 +234,262 @@ TEST_F(Hardened, OrdinaryUseRunsClean) {
   hak_stats s;
   hak_stats_get(&s);
   EXPECT_EQ(s.foreign_frees + s.invalid_frees, 0u);
+}
+
+// ---- The attacks of issue "hardened variant, round 2", each tried again ----
+
+// With the old seal (linear in one secret) one freed block's two words gave
+// the secret away: word 0 held the link XOR secret XOR address, and a block
+// in the quarantine links to nothing. The attacker computes the "secret" that
+// way and forges a link to a live block; the forged block stops the program
+// when it leaves the quarantine, and the live block is never handed out twice.
+TEST_F(Hardened, ASecretComputedFromAFreedBlockForgesNothing) {
+  EXPECT_DEATH(
+      {
+        void* live = malloc(64);
+        void* a = malloc(64);
+        void* c = malloc(64);
+        free(a);
+        uintptr_t wa[2];
+        memcpy(wa, launder(a), sizeof wa);
+        const uintptr_t guess = wa[0] ^ reinterpret_cast<uintptr_t>(a);  // link 0: word 0 = secret ^ address
+        free(c);
+        uintptr_t forged[2];
+        forged[0] = reinterpret_cast<uintptr_t>(live) ^ guess ^ reinterpret_cast<uintptr_t>(c);
+        forged[1] = ((guess << 29) | (guess >> 35)) ^ reinterpret_cast<uintptr_t>(c) ^ forged[0];
+        memcpy(launder(c), forged, sizeof forged);  // a write after free with the "secret"
+        for (int i = 0; i < 2000; ++i) {
+          void* q = malloc(64);
+          if (q == live) fprintf(stderr, "the live block was handed out twice\n");
+          free(q);
+        }
+        fprintf(stderr, "no fault seen\n");
+        _exit(0);
+      },
+      "hakmem: free: the block at 0x[0-9a-f]+ was written after it was freed; aborting");
+}
+
+// realloc, malloc_usable_size and free_sized check the block's state first:
+// realloc(freed, smaller) once returned the freed block, and the next malloc
+// handed it out a second time.
+TEST_F(Hardened, EntryPointsRefuseAFreedBlock) {
+  void* p = malloc(100);
+  ASSERT_NE(p, nullptr);
+  const std::string at = address_pattern(p);
+  EXPECT_DEATH((free(p), g_sink = realloc(launder(p), 50)), "hakmem: realloc\\(" + at + "\\): the block was freed already \\(use after free\\); aborting");
+  EXPECT_DEATH((free(p), g_sink = realloc(launder(p), 500)), "hakmem: realloc\\(" + at + "\\): the block was freed already");
+  EXPECT_DEATH((free(p), g_size_sink = malloc_usable_size(launder(p))), "hakmem: malloc_usable_size\\(" + at + "\\): the block was freed already");
+  EXPECT_DEATH((free(p), hak_free_sized(launder(p), 100)), "hakmem: free\\(" + at + "\\): double free; aborting");
+  free(p);
+}
+
+// A double free when the block's first free happened in another thread: the
+// seal travels with the block.
+TEST_F(Hardened, DoubleFreeAcrossThreadsAborts) {
+  EXPECT_DEATH(
+      {
+        void* p = malloc(200);
+        std::thread([p] { free(p); }).join();
+        free(launder(p));
+        _exit(0);
+      },
+      "double free; aborting");
+}
+
+// Double free after reuse (ABA): the attacker frees a block, waits for the
+// heap to hand it out again, then frees it once more to free its new owner's
+// block. A freed block stays in its thread's quarantine until that thread
+// frees more blocks of its class: allocations alone never bring it back, and
+// the second free still finds it sealed.
+TEST_F(Hardened, DoubleFreeAfterReuseNeverHitsTheReuse) {
+  void* p = malloc(96);
+  ASSERT_NE(p, nullptr);
+  EXPECT_DEATH(
+      {
+        free(p);
+        for (int i = 0; i < 5000; ++i)
+          if (malloc(96) == p) fprintf(stderr, "the block came back at allocation %d\n", i);
+        free(launder(p));
+        _exit(0);
+      },
+      "hakmem: free\\(" + address_pattern(p) + "\\): double free; aborting");
+  free(p);
+}
+
+// The heap's layout is no longer a given: blocks of one size handed out in
+// sequence are rarely neighbours in address order (999 of 999 were), and a
+// freed block is never the next one handed out (100 of 100 were).
+TEST_F(Hardened, LayoutAndReuseAreUnpredictable) {
+  std::vector<char*> v;
+  for (int i = 0; i < 1000; ++i) v.push_back(static_cast<char*>(malloc(64)));
+  int ascending_neighbours = 0;
+  for (size_t i = 1; i < v.size(); ++i) ascending_neighbours += v[i] == v[i - 1] + 64;
+  EXPECT_LT(ascending_neighbours, 50) << "blocks of one size come out in address order";
+  int reused = 0;
+  for (int i = 0; i < 100; ++i) {
+    void* p = malloc(64);
+    free(p);
+    void* q = malloc(64);
+    reused += q == p;
+    free(q);
+  }
+  EXPECT_EQ(reused, 0) << "a freed block was the next one handed out";
+  for (char* p : v) free(p);
+}
+
+// Freed contents never reach the next owner: every block handed out reads as
+// zeros, whatever its last owner left in it (48 of 64 bytes survived before).
+TEST_F(Hardened, FreedContentsDoNotSurvive) {
+  for (size_t n : {size_t{64}, size_t{1000}, size_t{20000}}) {
+    std::vector<unsigned char*> v;
+    for (int i = 0; i < 50; ++i) {
+      v.push_back(static_cast<unsigned char*>(malloc(n)));
+      memset(v.back(), 0xab, n);
+    }
+    for (unsigned char* p : v) free(p);
+    for (int i = 0; i < 500; ++i) {
+      unsigned char* p = static_cast<unsigned char*>(malloc(n));
+      for (size_t k = 0; k < malloc_usable_size(p); ++k) ASSERT_EQ(p[k], 0) << n << " bytes, byte " << k;
+      free(p);
+    }
+  }
+  void* big = malloc(300 * KiB);  // a large span, and a huge block
+  memset(big, 0xab, 300 * KiB);
+  free(big);
+  void* huge = malloc(5 * MiB);
+  memset(huge, 0xab, 5 * MiB);
+  free(huge);
+  unsigned char* again = static_cast<unsigned char*>(malloc(300 * KiB));
+  unsigned char* huge_again = static_cast<unsigned char*>(malloc(5 * MiB));
+  for (size_t k = 0; k < 300 * KiB; k += 512) ASSERT_EQ(again[k], 0) << k;
+  for (size_t k = 0; k < 5 * MiB; k += 4096) ASSERT_EQ(huge_again[k], 0) << k;
+  free(again);
+  free(huge_again);
+}
+
+// A huge block's header is out of an overflow's reach: a guard page on
+// either side of it (the page right below the block faults), and its fields
+// checked with a keyed mix, so a header rewritten without the key makes the
+// block no live block to free, which stops the program and unmaps nothing.
+TEST_F(Hardened, HugeHeaderIsGuardedAndChecked) {
+  char* p = static_cast<char*>(malloc(5 * MiB));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EXIT((void)*static_cast<volatile char*>(launder(p - 1)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT((void)*static_cast<volatile char*>(launder(p - 2 * 4096 - 1)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_DEATH(
+      {
+        size_t* header = reinterpret_cast<size_t*>(p - 2 * 4096);  // check, user, map_size
+        header[2] = 64 * MiB;  // the attacker's map_size
+        free(launder(p));
+        _exit(0);
+      },
+      "hakmem: free\\(" + address_pattern(p) + "\\): not a live block");
+  free(p);
+}
+
+// Interior pointers of aligned blocks, in every range.
+TEST_F(Hardened, InteriorFreesOfAlignedBlocksAbort) {
+  void* small = nullptr;
+  ASSERT_EQ(posix_memalign(&small, 64, 200), 0);
+  char* span = static_cast<char*>(memalign(256 * KiB, 300 * KiB));
+  char* huge = static_cast<char*>(aligned_alloc(8 * MiB, 5 * MiB));
+  ASSERT_NE(span, nullptr);
+  ASSERT_NE(huge, nullptr);
+  EXPECT_DEATH(free(launder(static_cast<char*>(small) + 64)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
+  EXPECT_DEATH(free(launder(span + 4096)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
+  EXPECT_DEATH(free(launder(huge + 4096)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
+  free(small);
+  free(span);
+  free(huge);
+}
+
+// A 16- or 64-byte overflow of a block into its freed neighbour, aiming the
+// neighbour's link at a global: the neighbour's broken seal stops the
+// program when it leaves the quarantine; g_target is never handed out.
+void overflow_into_freed_neighbour(size_t overflow) {
+  std::vector<char*> v;
+  for (int i = 0; i < 4096; ++i) v.push_back(static_cast<char*>(malloc(64)));
+  std::vector<char*> sorted = v;
+  std::sort(sorted.begin(), sorted.end());
+  char* a = nullptr;
+  char* b = nullptr;
+  for (size_t i = 1; i < sorted.size() && a == nullptr; ++i)
+    if (sorted[i] == sorted[i - 1] + 64) a = sorted[i - 1], b = sorted[i];
+  if (a == nullptr) _exit(3);  // no neighbours at all: nothing to overflow into
+  free(b);
+  uintptr_t payload[8] = {reinterpret_cast<uintptr_t>(&g_target[0]), 0x4141, 0x4242, 0x4343, 0, 0, 0, 0};
+  memcpy(static_cast<char*>(launder(a)) + 64, payload, overflow);  // a's overflow runs into b
+  for (int i = 0; i < 2000; ++i) {
+    void* q = malloc(64);
+    if (q == &g_target[0]) fprintf(stderr, "malloc handed out the address the overflow chose\n");
+    free(q);
+  }
+  fprintf(stderr, "no fault seen\n");
+  _exit(0);
+}
+
+TEST_F(Hardened, OverflowIntoAFreedNeighbourIsCaught) {
+  for (size_t overflow : {size_t{16}, size_t{64}})
+    EXPECT_DEATH(overflow_into_freed_neighbour(overflow),
+                 "hakmem: free: the block at 0x[0-9a-f]+ was written after it was freed; aborting")
+        << overflow;
+}
+
+// ---- Each mitigation is one setting (SECURITY.md) ----
+
+// The permissions of the mapping that holds `p`, from /proc/self/maps.
+std::string mapping_perms(const void* p) {
+  FILE* f = fopen("/proc/self/maps", "r");
+  char line[512], perms[8] = "";
+  unsigned long lo, hi, a = reinterpret_cast<unsigned long>(p);
+  while (f != nullptr && fgets(line, sizeof line, f) != nullptr)
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && lo <= a && a < hi) break;
+  if (f != nullptr) fclose(f);
+  return perms;
+}
+
+// Measures which mitigations are at work in this process and prints them;
+// run by the test below with the settings it wants, skipped otherwise.
+TEST(HardenedSettings, ProbeForTheParent) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by EachMitigationIsOneSetting";
+  void* p = malloc(64);
+  free(p);
+  void* q = malloc(64);
+  const bool quarantine = q != p;
+  free(q);
+  std::vector<char*> v;
+  for (int i = 0; i < 400; ++i) v.push_back(static_cast<char*>(malloc(128)));
+  int ascending = 0;
+  for (size_t i = 1; i < v.size(); ++i) ascending += v[i] == v[i - 1] + 128;
+  const bool random = ascending < 200;
+  for (char* b : v) memset(b, 0xab, 128);
+  for (char* b : v) free(b);
+  v.clear();
+  push_through_quarantine(128);
+  bool leftovers = false;
+  for (int i = 0; i < 2000; ++i) {
+    v.push_back(static_cast<char*>(malloc(128)));
+    leftovers |= v.back()[64] == static_cast<char>(0xab);
+  }
+  for (char* b : v) free(b);
+  char* huge = static_cast<char*>(malloc(5 * MiB));
+  const bool guards = mapping_perms(huge - 1) == "---p";
+  free(huge);
+  printf("probe: quarantine=%d random=%d zero=%d guards=%d\n", quarantine, random, !leftovers, guards);
+}
+
+TEST(HardenedSettings, EachMitigationIsOneSetting) {
+  const char* names[] = {"QUARANTINE", "RANDOM", "ZERO", "GUARDS"};
+  for (int off = -1; off < 4; ++off) {
+    std::string env = "HAKMEM_TEST_PROBE=1";
+    if (off >= 0) env += std::string(" HAKMEM_HARDENED_") + names[off] + "=0";
+    int status = 0;
+    std::string probe = test_support::run_self(env, "HardenedSettings.ProbeForTheParent", "probe: ", &status);
+    ASSERT_EQ(status, 0) << env;
+    char want[128];
+    snprintf(want, sizeof want, "quarantine=%d random=%d zero=%d guards=%d\n", off != 0, off != 1, off != 2, off != 3);
+    EXPECT_EQ(probe, want) << env;
+  }
 }
 
 }  // namespace

@@ -177,8 +177,9 @@ TEST(BadFree, InteriorPointersAreCountedAndBlockSurvives) {
 }
 
 TEST(BadFree, PointersIntoHakmemMetadataAreIgnored) {
-  // The segment header (unit 0) and a huge block's header page hold
-  // hakmem's own metadata: a free there must not touch it.
+  // A segment's unit 0 (the never-mapped gap before its first block, or the
+  // header of a segment outside the arena) and a huge block's header page:
+  // a free there must not touch them.
   unsigned char* small = static_cast<unsigned char*>(malloc(64));
   unsigned char* huge = static_cast<unsigned char*>(malloc(5 * MiB));
   ASSERT_NE(small, nullptr);
@@ -241,30 +242,6 @@ TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
     EXPECT_EQ(after.foreign - before.foreign, 1u) << std::hex << t;
     EXPECT_EQ(after.invalid, before.invalid) << std::hex << t;
   }
-  heap_still_usable();
-}
-
-// Unit 0 of an arena segment is the PROT_NONE gap before its first block
-// (its header lives in the metadata region): never a block, and free must
-// not touch it.
-TEST(BadFree, TheGapBeforeASegmentsFirstBlockIsNeverABlock) {
-  hak_stats s;
-  hak_stats_get(&s);
-  void* p = malloc(64);
-  ASSERT_NE(p, nullptr);
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (s.arena_bytes == 0 || a - s.arena_base >= s.arena_bytes) GTEST_SKIP() << "the block is outside the arena";
-  const uintptr_t gap = a & ~(4 * MiB - 1);
-  for (uintptr_t t : {gap, gap + 16, gap + 4096, gap + 64 * KiB - 16}) {
-    EXPECT_EQ(hak_owns(launder(t)), 0) << std::hex << t;
-    EXPECT_EQ(malloc_usable_size(launder(t)), 0u) << std::hex << t;
-    BadCounts before = bad_counts();
-    free(launder(t));
-    BadCounts after = bad_counts();
-    EXPECT_EQ((after.invalid - before.invalid) + (after.foreign - before.foreign), 1u) << std::hex << t;
-  }
-  EXPECT_EQ(hak_check_heap(), 0);
-  free(p);
   heap_still_usable();
 }
 

@@ -19,6 +19,7 @@
 
 #include "hakmem.h"
 #include "slab/slab.h"
+#include "tests/support/run_self.h"
 
 namespace {
 
@@ -90,21 +91,12 @@ TEST(Metadata, MetadataIsAtARandomDistanceFromTheHeap) {
   void* p = malloc(64);
   if (!in_arena(p)) GTEST_SKIP() << "no segment arena in this run";
   free(p);
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  ASSERT_GT(n, 0);
-  self[n] = '\0';
-  const std::string command = std::string("HAKMEM_TEST_PRINT_DISTANCE=1 '") + self +
-                              "' --gtest_filter=Metadata.PrintDistanceForTheParent 2>&1";
   std::set<std::string> distances;
   for (int run = 0; run < 3; ++run) {
-    FILE* child = popen(command.c_str(), "r");
-    ASSERT_NE(child, nullptr);
-    char line[256];
-    std::string distance;
-    while (fgets(line, sizeof line, child) != nullptr)
-      if (strncmp(line, "distance=", 9) == 0) distance = line + 9;
-    ASSERT_EQ(pclose(child), 0);
+    int status = 0;
+    std::string distance = test_support::run_self("HAKMEM_TEST_PRINT_DISTANCE=1", "Metadata.PrintDistanceForTheParent",
+                                                  "distance=", &status);
+    ASSERT_EQ(status, 0);
     ASSERT_FALSE(distance.empty()) << "the child printed no distance";
     distances.insert(distance);
   }
