@@ -35,6 +35,7 @@ void secrets_init() {
   g_secrets.seal_out = random_word();
   g_secrets.header = random_word();
   g_secrets.placement = random_word();
+  g_secrets.shuffle = random_word();
   g_secrets.pad_in = random_word() | 1;  // set last, and never 0: it marks the keys drawn
 }
 

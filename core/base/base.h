@@ -180,6 +180,7 @@ struct HAK_SEALED_PAGE Secrets {
   uint64_t seal_in, seal_out;  // a free block's seal: keyed_mix(encoded link ^ address)
   uint64_t header;             // huge-block headers (large box)
   uint64_t placement;          // where the metadata region goes (slab box)
+  uint64_t shuffle;            // hardened: the order of a new slab's blocks (slab box)
 };
 extern Secrets g_secrets HAK_INTERNAL;
 // Draws the keys. Called once, at init, before any block is linked.

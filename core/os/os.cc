@@ -61,11 +61,26 @@ void* os_reserve(size_t size, size_t align, bool readable) {
   return p;
 }
 
+// ThreadSanitizer allows the application only a few fixed address ranges and
+// ends the process on a mapping elsewhere: under it, the kernel places the
+// reservation.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kFixedAddressRanges = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kFixedAddressRanges = true;
+#else
+constexpr bool kFixedAddressRanges = false;
+#endif
+#else
+constexpr bool kFixedAddressRanges = false;
+#endif
+
 void* os_reserve_random(size_t size, size_t align, bool readable, uint64_t seed) {
   // [2^45, 2^46): far above where programs ask for fixed low addresses, far
   // below where the kernel's own top-down placement starts.
   constexpr uint64_t kLow = uint64_t{1} << 45, kSpan = uint64_t{1} << 45;
-  if (size < kSpan / 2 && align < kSpan / 2) {
+  if (!kFixedAddressRanges && size < kSpan / 2 && align < kSpan / 2) {
     for (int attempt = 0; attempt < 4; ++attempt) {
       seed = mix64(seed + 0x9e3779b97f4a7c15u * static_cast<uint64_t>(attempt + 1));
       uintptr_t hint = (kLow + seed % (kSpan - size - align)) & ~(static_cast<uintptr_t>(align) - 1);

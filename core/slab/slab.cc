@@ -288,7 +288,9 @@ uint32_t permute_index(uint32_t i, uint32_t n, uint64_t key) {
 // double free. The whole slab counts as carved.
 void carve_slab_randomly(Slab* s, const ClassInfo& ci) {
   char* start = slab_start(s);
-  const uint64_t key = random_word();
+  // A key of its own for each slab, without a system call per slab.
+  static uint64_t slabs_carved = 0;
+  const uint64_t key = keyed_mix(__atomic_fetch_add(&slabs_carved, 1, __ATOMIC_RELAXED), g_secrets.shuffle, 0);
   void* head = nullptr;
   for (uint32_t i = s->capacity; i-- > 0;) {
     void* b = start + static_cast<size_t>(permute_index(i, s->capacity, key)) * ci.size;
