@@ -193,15 +193,16 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
       uint64_t before = bad_free_count();
       hak_free(nullptr);
       if (bad_free_count() != before) failf("free(NULL) was counted as a bad free");
-      // Pointers into the segment arena where no segment lives (free reads
-      // their unit entry before it asks the segment map): the entry table,
-      // and the arena's last slot while it holds no live segment.
+      // Pointers into the segment arena that are no block (free reads their
+      // unit entry before it asks the segment map): the first slot's unit 0,
+      // never mapped, and the arena's last slot while it holds no live
+      // segment.
       hak_stats s;
       hak_stats_get(&s);
       if (s.arena_bytes == 0) break;
       char* base = reinterpret_cast<char*>(s.arena_base);
       if (a & 1) {
-        expect_rejected(base + off % (s.arena_bytes / 2048), "arena entry table", c & 1);
+        expect_rejected(base + off % hakmem::kUnitSize, "first segment's gap", c & 1);
       } else {
         char* last = base + s.arena_bytes - hakmem::kSegmentSize;
         if (hakmem::segment_lookup(last) == nullptr) expect_rejected(last + off % hakmem::kSegmentSize, "unused arena slot", c & 1);

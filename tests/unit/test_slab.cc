@@ -256,8 +256,8 @@ TEST(Arena, SettingDecidesWhereSegmentsGo) {
     EXPECT_EQ(s.arena_bytes, 0u);
     EXPECT_EQ(s.segments_outside_arena, s.segments);
   } else if (setting != nullptr && strcmp(setting, "16") == 0) {
-    EXPECT_EQ(s.arena_bytes, 16 * MiB);  // the entry table's slot and three segments
-    EXPECT_EQ(s.segments_outside_arena, s.segments - 3);
+    EXPECT_EQ(s.arena_bytes, 16 * MiB);  // four segments (their metadata lives apart)
+    EXPECT_EQ(s.segments_outside_arena, s.segments - 4);
   } else {
     EXPECT_GE(s.arena_bytes, 8 * MiB);
     EXPECT_EQ(s.arena_bytes & (s.arena_bytes - 1), 0u) << "not a power of two";
@@ -278,8 +278,8 @@ TEST(Arena, SettingDecidesWhereSegmentsGo) {
 }
 
 // The arena's reserved space is left out of core dumps (a piped core would
-// carry all of it as zeros); committed segments and the entry table are
-// dumped like any heap. /proc/self/smaps says which is which: the "dd" flag.
+// carry all of it as zeros); committed segments are dumped like any heap.
+// /proc/self/smaps says which is which: the "dd" flag.
 TEST(Arena, ReservedSpaceIsLeftOutOfCoreDumps) {
   hak_stats s;
   void* keep = malloc(100);
