@@ -12,4 +12,4 @@ set grid ytics
 set key outside right top
 
 set datafile missing "NaN"
-plot for [i=2:6] "hotpath.dat" using i:xtic(1) title columnheader(i)
+plot "hotpath.dat" using 2:xtic(1) title columnheader(2) lc rgb "#9400d3", "hotpath.dat" using 3 title columnheader(3) lc rgb "#d9a6f0", "hotpath.dat" using 4 title columnheader(4) lc rgb "#009e73", "hotpath.dat" using 5 title columnheader(5) lc rgb "#56b4e9", "hotpath.dat" using 6 title columnheader(6) lc rgb "#e69f00", "hotpath.dat" using 7 title columnheader(7) lc rgb "#f0e442"

@@ -12,4 +12,4 @@ set grid ytics
 set key outside right top
 set logscale y
 set datafile missing "NaN"
-plot for [i=2:6] "rss.dat" using i:xtic(1) title columnheader(i)
+plot "rss.dat" using 2:xtic(1) title columnheader(2) lc rgb "#9400d3", "rss.dat" using 3 title columnheader(3) lc rgb "#d9a6f0", "rss.dat" using 4 title columnheader(4) lc rgb "#009e73", "rss.dat" using 5 title columnheader(5) lc rgb "#56b4e9", "rss.dat" using 6 title columnheader(6) lc rgb "#e69f00", "rss.dat" using 7 title columnheader(7) lc rgb "#f0e442"

@@ -12,4 +12,4 @@ set grid ytics
 set key outside right top
 set logscale y
 set datafile missing "NaN"
-plot for [i=2:6] "throughput.dat" using i:xtic(1) title columnheader(i)
+plot "throughput.dat" using 2:xtic(1) title columnheader(2) lc rgb "#9400d3", "throughput.dat" using 3 title columnheader(3) lc rgb "#d9a6f0", "throughput.dat" using 4 title columnheader(4) lc rgb "#009e73", "throughput.dat" using 5 title columnheader(5) lc rgb "#56b4e9", "throughput.dat" using 6 title columnheader(6) lc rgb "#e69f00", "throughput.dat" using 7 title columnheader(7) lc rgb "#f0e442"
