@@ -19,13 +19,13 @@ uint64_t random_word() {
   if (getrandom(&word, sizeof word, GRND_NONBLOCK) == static_cast<ssize_t>(sizeof word)) return word;
   // No entropy pool yet (early boot) or no getrandom: the kernel's AT_RANDOM
   // bytes and the clock, mixed with a counter so two calls differ.
-  static uint64_t counter = 0;
+  static uint64_t counter = 0;  // threads may seed at once: atomic
   uint64_t at_random[2] = {0, 0};
   if (const void* r = reinterpret_cast<const void*>(getauxval(AT_RANDOM))) memcpy(at_random, r, sizeof at_random);
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  counter += 0x9e3779b97f4a7c15u;
-  return mix64(at_random[0] ^ mix64(at_random[1] ^ static_cast<uint64_t>(ts.tv_nsec) ^ counter));
+  const uint64_t n = __atomic_add_fetch(&counter, 0x9e3779b97f4a7c15u, __ATOMIC_RELAXED);
+  return mix64(at_random[0] ^ mix64(at_random[1] ^ static_cast<uint64_t>(ts.tv_nsec) ^ n));
 }
 
 void secrets_init() {

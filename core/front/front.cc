@@ -186,16 +186,22 @@ void* small_alloc_slow(size_t bin_offset) {
   return p;
 }
 
+// The class whose bin a unit entry's bin offset leads to (tls_bin_by_offset)
+// for block p. A spare bin has no class: only a forged entry leads there.
+int bin_class(uint16_t bin_offset, const void* p) {
+  const int cls = static_cast<int>(tls_bin_slot(bin_offset));
+  if (HAK_UNLIKELY(cls >= kNumClasses)) fatal("hakmem: free(%p): the block's metadata is damaged; aborting", p);
+  return cls;
+}
+
 // Hardened: `block` is the next one a list of class `cls` hands out. It must
 // be a block of that class, which a link forged without the keys could not
 // make sure of; that it is free (its link sealed) is checked where its link
 // is read, and a link damaged by a write after free fails there.
 void hardened_check_class(void* block, int cls) {
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(block);
-  const UnitEntry* info;
-  bool ok = arena_unit_entry(addr, info) ? entry_is_block_start(*info, addr) && info->tag == slab_tag(cls)
-                                         : slab_class_of(block) == cls;  // safe for any address
-  if (HAK_UNLIKELY(!ok))
+  const UnitEntry* info = unit_entry_of(block);
+  if (HAK_UNLIKELY(info == nullptr || !entry_is_block_start(*info, reinterpret_cast<uintptr_t>(block)) ||
+                   info->tag != slab_tag(cls)))
     fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
           class_size(cls), block);
 }
@@ -223,8 +229,7 @@ bool block_still_clear_after_link(const void* block, size_t size) {
 // that leaves the quarantine goes to the bin.
 void hardened_free(void* p, uint16_t bin_offset) {
   if (HAK_UNLIKELY(block_is_free(p))) fatal("hakmem: free(%p): double free; aborting", p);
-  const int cls = static_cast<int>(tls_bin_slot(bin_offset));
-  if (HAK_UNLIKELY(cls >= kNumClasses)) fatal("hakmem: free(%p): the block's metadata is damaged; aborting", p);
+  const int cls = bin_class(bin_offset, p);
 #if defined(HAKMEM_HARDENED)
   const size_t size = class_size(cls);
   if (g_config.zero_on_free) block_clear_after_link(p, size);  // before the checker poisons it
@@ -246,12 +251,7 @@ void hardened_free(void* p, uint16_t bin_offset) {
 void free_flush(void* just_freed) {
   front_ensure_init();
   // The bin the push used, found as the push found it.
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(just_freed);
-  const UnitEntry* info;
-  if (!arena_unit_entry(addr, info)) info = unit_entry_lookup(just_freed);
-  const int cls = static_cast<int>(tls_bin_slot(info->bin_offset));
-  if (HAK_UNLIKELY(cls >= kNumClasses))  // a spare bin: only a forged entry leads there
-    fatal("hakmem: free(%p): the block's metadata is damaged; aborting", just_freed);
+  const int cls = bin_class(unit_entry_of(just_freed)->bin_offset, just_freed);
   if (tls_cache_over_capacity(cls)) refill_flush(cls);
   if (tls_cache_take_poll(cls)) decay_poll();
 }
@@ -278,10 +278,8 @@ void free_slow(void* p) {
   if (p == nullptr) return;
   // A slab block of a segment outside the arena: the same test as hak_free,
   // after the segment map said the segment is ours.
-  if (Segment* seg = segment_lookup(p)) {
-    const UnitEntry& info = segment_units(seg)[unit_of(p)];
-    if (entry_is_block_start(info, reinterpret_cast<uintptr_t>(p))) return free_to_thread_cache(p, info);
-  }
+  if (const UnitEntry* info = unit_entry_lookup(p))
+    if (entry_is_block_start(*info, reinterpret_cast<uintptr_t>(p))) return free_to_thread_cache(p, *info);
   if (kMemoryChecker) {  // tell the checker before the block goes (a second lookup: not in release)
     if (size_t big = large_usable_size(p)) {
       annotate_free(p, big);
@@ -297,11 +295,9 @@ void free_slow(void* p) {
 
 // The class of p if p is the start of a slab block, else -1.
 int slab_class_of(const void* p) {
-  Segment* seg = segment_lookup(p);
-  if (seg == nullptr) return -1;
-  const UnitEntry& info = segment_units(seg)[unit_of(p)];
-  if (!entry_is_block_start(info, reinterpret_cast<uintptr_t>(p))) return -1;  // as in hak_free
-  return static_cast<int>(tag_class(info.tag));
+  const UnitEntry* info = unit_entry_lookup(p);
+  if (info == nullptr || !entry_is_block_start(*info, reinterpret_cast<uintptr_t>(p))) return -1;  // as in hak_free
+  return static_cast<int>(tag_class(info->tag));
 }
 
 // Allocation with an alignment (a power of two) and optional zeroing.

@@ -106,24 +106,20 @@ void os_decommit(void* p, size_t size, bool readable) {
   advise(p, size, MADV_DONTDUMP);  // reserved space again (see os_reserve)
 }
 
-void os_seal(void* p, size_t size) {
+namespace {
+// mprotect, the caller's errno kept.
+bool protect(void* p, size_t size, int prot) {
   int saved = errno;
-  mprotect(p, size, PROT_READ);  // refused (a tool's limit): the values stay as they are, unsealed
+  bool ok = mprotect(p, size, prot) == 0;
   errno = saved;
+  return ok;
 }
+}  // namespace
 
-bool os_protect_none(void* p, size_t size) {
-  int saved = errno;
-  bool ok = mprotect(p, size, PROT_NONE) == 0;
-  errno = saved;
-  return ok;
-}
-bool os_protect_rw(void* p, size_t size) {
-  int saved = errno;
-  bool ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
-  errno = saved;
-  return ok;
-}
+// Refused (a tool's limit): the values stay as they are, unsealed.
+void os_seal(void* p, size_t size) { protect(p, size, PROT_READ); }
+bool os_protect_none(void* p, size_t size) { return protect(p, size, PROT_NONE); }
+bool os_protect_rw(void* p, size_t size) { return protect(p, size, PROT_READ | PROT_WRITE); }
 
 bool os_address_space_limited() {
   struct rlimit lim;

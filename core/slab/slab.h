@@ -212,6 +212,12 @@ HAK_INLINE const UnitEntry* unit_entry_lookup(const void* p) {
   Segment* s = segment_lookup(p);
   return s != nullptr ? &segment_units(s)[unit_of(p)] : nullptr;
 }
+// The same, the arena's table first (an entry there may be all zeros: no
+// segment), the segment map only past the arena. Safe for any address.
+HAK_INLINE const UnitEntry* unit_entry_of(const void* p) {
+  const UnitEntry* entry;
+  return arena_unit_entry(reinterpret_cast<uintptr_t>(p), entry) ? entry : unit_entry_lookup(p);
+}
 
 // Reserves the arena, the largest power of two of at most `arena_max`
 // bytes (and 1 TiB) that the kernel grants (none when that is below 8 MiB,
