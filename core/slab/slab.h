@@ -62,13 +62,19 @@ struct HAK_SEALED_PAGE ArenaLayout {
 extern ArenaLayout g_arena HAK_INTERNAL;
 
 HAK_INLINE size_t segmap_slot(const void* p) { return reinterpret_cast<uintptr_t>(p) >> kSegmentShift; }
+// Written under the backend lock (segments) or for a huge block that only
+// its owner can name; read without a lock by the slow paths. Relaxed atomic
+// bytes (plain moves on x86_64): one thread's munmap of a huge block and
+// another's mmap that gets the same address order the two writes of its
+// slot through the kernel, which no lock shows to ThreadSanitizer.
 HAK_INLINE uint8_t segmap_kind(const void* p) {
   size_t slot = segmap_slot(p);
-  return slot < kSegmapSlots ? g_arena.segmap[slot] : static_cast<uint8_t>(kSlotForeign);
+  return slot < kSegmapSlots ? __atomic_load_n(&g_arena.segmap[slot], __ATOMIC_RELAXED)
+                             : static_cast<uint8_t>(kSlotForeign);
 }
-// Written under the backend lock (segments) or for a huge block that only
-// its owner can name; read without a lock by the slow paths.
-HAK_INLINE void segmap_set(const void* p, SegmapKind kind) { g_arena.segmap[segmap_slot(p)] = kind; }
+HAK_INLINE void segmap_set(const void* p, SegmapKind kind) {
+  __atomic_store_n(&g_arena.segmap[segmap_slot(p)], static_cast<uint8_t>(kind), __ATOMIC_RELAXED);
+}
 
 constexpr uint8_t kTagFree = 0x00;
 constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)
