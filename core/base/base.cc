@@ -30,9 +30,11 @@ uint64_t random_word() {
 
 void secrets_init() {
   if (g_secrets.pad_in != 0) return;
-  g_secrets.pad_out = random_word();
+  // The multipliers odd (a bijection on the low half) with their top bit
+  // set (a small multiplier would leave the high half nearly empty).
+  g_secrets.pad_mul = random_word() | (uint64_t{1} << 63) | 1;
   g_secrets.seal_in = random_word();
-  g_secrets.seal_out = random_word();
+  g_secrets.seal_mul = random_word() | (uint64_t{1} << 63) | 1;
   g_secrets.header = random_word();
   g_secrets.placement = random_word();
   g_secrets.shuffle = random_word();

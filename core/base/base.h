@@ -169,6 +169,17 @@ HAK_INLINE constexpr uint64_t mix64(uint64_t x) {
 HAK_INLINE constexpr uint64_t keyed_mix(uint64_t x, uint64_t key_in, uint64_t key_out) {
   return mix64(x ^ key_in) ^ key_out;
 }
+// A keyed multiply-fold: the 128-bit product of the keyed word and a secret
+// odd multiplier, its two halves XORed (wyhash's "mum" step with secret
+// operands). One `mul` instruction where mix64 takes two multiplies and
+// three shifts: the hardened free-list links compute five of these per
+// malloc+free pair. Every output bit depends on every input bit (the high
+// half carries the low bits upward, the fold brings them back down); like
+// keyed_mix it is no MAC, and one observed pair fixes neither key.
+HAK_INLINE uint64_t keyed_fold(uint64_t x, uint64_t key_in, uint64_t key_mul) {
+  const unsigned __int128 product = static_cast<unsigned __int128>(x ^ key_in) * key_mul;
+  return static_cast<uint64_t>(product) ^ static_cast<uint64_t>(product >> 64);
+}
 
 // Per-process random keys, drawn once at init (getrandom) in every build,
 // then sealed:
@@ -176,8 +187,8 @@ HAK_INLINE constexpr uint64_t keyed_mix(uint64_t x, uint64_t key_in, uint64_t ke
 // four; every build checks huge-block headers with `header` and places its
 // metadata at an address drawn from `placement`.
 struct HAK_SEALED_PAGE Secrets {
-  uint64_t pad_in, pad_out;    // a block's link pad: keyed_mix(address)
-  uint64_t seal_in, seal_out;  // a free block's seal: keyed_mix(encoded link ^ address)
+  uint64_t pad_in, pad_mul;    // a block's link pad: keyed_fold(address)
+  uint64_t seal_in, seal_mul;  // a free block's seal: keyed_fold(encoded link ^ address)
   uint64_t header;             // huge-block headers (large box)
   uint64_t placement;          // where the metadata region goes (slab box)
   uint64_t shuffle;            // hardened: the order of a new slab's blocks (slab box)
@@ -196,8 +207,8 @@ uint64_t random_word();
 // A free block's first word links it to the next block of its list (a TLS
 // bin, a central batch, a slab's free list, the quarantine); every list is
 // read and written through block_next / block_set_next. The hardened variant
-// (SECURITY.md) stores each link XORed with the block's pad, a keyed mix of
-// its address, and seals it: word 1 holds a keyed mix of the encoded link
+// (SECURITY.md) stores each link XORed with the block's pad, a keyed fold of
+// its address, and seals it: word 1 holds a keyed fold of the encoded link
 // and the address. Every link read checks the seal, so a write after free
 // that changes a link (it cannot forge the seal without the keys) stops the
 // program wherever the list is walked; and a block whose seal holds is free,
@@ -207,10 +218,10 @@ uint64_t random_word();
 // mix. Hardened blocks are at least 16 bytes, and both words are cleared
 // when a block is handed out.
 HAK_INLINE uint64_t block_pad(const void* block) {
-  return keyed_mix(reinterpret_cast<uintptr_t>(block), g_secrets.pad_in, g_secrets.pad_out);
+  return keyed_fold(reinterpret_cast<uintptr_t>(block), g_secrets.pad_in, g_secrets.pad_mul);
 }
 HAK_INLINE uint64_t block_seal(const void* block, uint64_t encoded) {
-  return keyed_mix(encoded ^ reinterpret_cast<uintptr_t>(block), g_secrets.seal_in, g_secrets.seal_out);
+  return keyed_fold(encoded ^ reinterpret_cast<uintptr_t>(block), g_secrets.seal_in, g_secrets.seal_mul);
 }
 // Hardened: whether `block` is free, i.e. its link is sealed.
 HAK_INLINE bool block_is_free(const void* block) {

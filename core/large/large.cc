@@ -166,6 +166,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     e = cache_take_locked(map_size);
   }
   if (e.base != nullptr) {
+    if (huge_guards()) os_protect_rw(e.base, e.map_size);  // see huge_free
     // A cached mapping's pages are resident: reusing them spares the faults
     // that made allocate/free loops of huge blocks slow. One up to 8 times
     // the request is handed out whole (trimming it would make the next,
@@ -178,7 +179,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     if (base != nullptr) {
       if (keep > e.map_size) g_counters.huge_mapped_bytes.add(keep - e.map_size);
       else g_counters.huge_mapped_bytes.sub(e.map_size - keep);
-      *zeroed = false;
+      *zeroed = kHardened && g_config.zero_on_free;  // cleared when it was freed
       return huge_install(base, keep);
     }
     os_unmap(e.base, e.map_size);  // the kernel would not reshape it: give it up
@@ -201,17 +202,25 @@ void huge_free(HugeHeader* h) {
   g_counters.huge_live_bytes.sub(map_size - huge_prefix());
   // Cached mappings keep no guards: they are reshaped or reinstalled next.
   huge_protect_prefix(base, false);
-  // Hardened: the block's contents must not reach its next owner. Handing
-  // the pages back clears them (the next owner faults in zeros).
-  if (kHardened && g_config.zero_on_free) os_purge(base + huge_prefix(), map_size - huge_prefix());
+  if (g_config.decay_ms == 0 || map_size > kHugeCacheBytes) {  // not cached: its pages go at once
+    g_counters.huge_mapped_bytes.sub(map_size);
+    os_unmap(base, map_size);
+    LockGuard guard(g_huge_lock);
+    expire_cache_locked(os_now_ms());
+    return;
+  }
+  if (kHardened) {
+    // The block's contents must not reach its next owner: cleared here, the
+    // pages stay resident for that owner (handing them back instead made
+    // every reuse fault them in again, several times the cost of clearing).
+    if (g_config.zero_on_free) os_clear_resident(base + huge_prefix(), map_size - huge_prefix());
+    // While cached the whole mapping is PROT_NONE: a dangling pointer's
+    // read or write faults instead of reaching the next owner's data.
+    if (huge_guards()) os_protect_none(base, map_size);
+  }
   LockGuard guard(g_huge_lock);
   uint64_t now = os_now_ms();
   expire_cache_locked(now);
-  if (g_config.decay_ms == 0 || map_size > kHugeCacheBytes) {
-    g_counters.huge_mapped_bytes.sub(map_size);
-    os_unmap(base, map_size);
-    return;
-  }
   while (g_huge_cached > 0 && (g_huge_cached == kHugeCacheEntries || g_huge_cached_bytes + map_size > kHugeCacheBytes)) {
     int oldest = 0;
     for (int i = 1; i < g_huge_cached; ++i)
@@ -222,16 +231,40 @@ void huge_free(HugeHeader* h) {
   g_huge_cached_bytes += map_size;
 }
 
+// Hardened guard pages (HAKMEM_HARDENED_GUARDS) after large spans: a span's
+// last page is PROT_NONE and not part of its usable size, so an overflow
+// off the span's end faults instead of running into the next run of its
+// segment (a slab's blocks, another span). Spans start on a unit boundary,
+// the run before them ends in its own guard or is a slab, whose blocks
+// the segment's metadata, not the heap, describes.
+size_t span_guard() { return kHardened && g_config.guard_pages ? kOsPageSize : 0; }
+void span_raise_guard(Slab* run) {
+  if (span_guard() == 0) return;
+  run->large_size -= kOsPageSize;
+  // Refused (the kernel's limit on mappings): the span goes unguarded, its
+  // usable size as if it were not.
+  os_protect_none(static_cast<char*>(slab_start(run)) + run->large_size, kOsPageSize);
+}
+void span_lower_guard(Slab* run) {
+  if (span_guard() == 0) return;
+  os_protect_rw(static_cast<char*>(slab_start(run)) + run->large_size, kOsPageSize);
+  run->large_size += kOsPageSize;
+}
+uint32_t span_units(size_t size) {
+  uint32_t units = static_cast<uint32_t>((size + span_guard() + kUnitSize - 1) >> kUnitShift);
+  return units == 0 ? 1 : units;
+}
+
 }  // namespace
 
 void* large_alloc(size_t size, size_t align, bool* zeroed) {
   if (align < kOsPageSize) align = kOsPageSize;
-  if (size <= kLargeMax && align <= kLargeMax) {
-    uint32_t units = static_cast<uint32_t>((size + kUnitSize - 1) >> kUnitShift);
-    if (units == 0) units = 1;
+  if (size <= kLargeMax && align <= kLargeMax) {  // with a guard, up to 33 units
+    uint32_t units = span_units(size);
     uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
     Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
     if (run == nullptr) return nullptr;
+    span_raise_guard(run);
     g_counters.large_allocs.add(1);
     g_counters.large_live_bytes.add(run->large_size);
     HAK_CONTRACT(contracts::big_block_moved(slab_start(run), contracts::Place::kSlab, contracts::Place::kUser));
@@ -251,6 +284,7 @@ bool large_free(void* p) {
     // here, its pages stay resident for that owner (a purge would make it
     // fault every page in again: spans are reused often).
     if (kHardened && g_config.zero_on_free) memset(p, 0, run->large_size);
+    span_lower_guard(run);
     backend_free_run(run);
     return true;
   }
@@ -273,9 +307,12 @@ bool large_resize_in_place(void* p, size_t new_size) {
   Slab* run = span_lookup(p);
   if (run == nullptr) return false;
   size_t old_size = run->large_size;
-  uint32_t units = static_cast<uint32_t>((new_size + kUnitSize - 1) >> kUnitShift);
-  if (!backend_resize_run(run, units)) return false;
-  size_t now = static_cast<size_t>(units) << kUnitShift;
+  uint32_t units = span_units(new_size);
+  span_lower_guard(run);
+  bool resized = backend_resize_run(run, units);
+  span_raise_guard(run);
+  if (!resized) return false;
+  size_t now = run->large_size;
   if (now > old_size) g_counters.large_live_bytes.add(now - old_size);
   else g_counters.large_live_bytes.sub(old_size - now);
   return true;

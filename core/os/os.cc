@@ -1,6 +1,7 @@
 #include "os/os.h"
 
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -132,6 +133,29 @@ void os_unmap(void* p, size_t size) {
 
 void os_purge(void* p, size_t size) {
   if (size != 0) advise(p, size, MADV_DONTNEED);
+}
+
+void os_clear_resident(void* p, size_t size) {
+  char* at = static_cast<char*>(p);
+  unsigned char resident[256];  // one byte per page: 1 MiB per mincore call
+  while (size > 0) {
+    const size_t pages = size / kOsPageSize < sizeof resident ? size / kOsPageSize : sizeof resident;
+    int saved = errno;
+    bool known = mincore(at, pages * kOsPageSize, resident) == 0;
+    errno = saved;
+    for (size_t i = 0; i < pages;) {
+      if (known && !(resident[i] & 1)) {
+        ++i;
+        continue;
+      }
+      size_t run = 1;  // a run of resident pages, cleared in one memset
+      while (i + run < pages && (!known || (resident[i + run] & 1))) ++run;
+      memset(at + i * kOsPageSize, 0, run * kOsPageSize);
+      i += run;
+    }
+    at += pages * kOsPageSize;
+    size -= pages * kOsPageSize;
+  }
 }
 
 bool os_remap_to(void* old_p, size_t old_size, void* target, size_t new_size) {

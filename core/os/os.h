@@ -43,6 +43,10 @@ bool os_address_space_limited();
 // Gives the pages back (RSS falls at once); the range stays mapped and reads
 // as zero on next touch.
 void os_purge(void* p, size_t size);
+// Clears [p, p + size) (page-aligned), writing only the pages that are
+// resident: a page never touched, or purged, reads as zeros already, and
+// writing it would fault it in for nothing.
+void os_clear_resident(void* p, size_t size);
 // Moves/grows the mapping [old, old+old_size) to exactly `target` with
 // `new_size` bytes, without copying the pages. True on success.
 bool os_remap_to(void* old_p, size_t old_size, void* target, size_t new_size);

@@ -38,9 +38,13 @@ void merge_counts(const ThreadCache& tc) {
 
 void thread_exit(void*) {
   ThreadCache& tc = t_cache;
-  refill_flush_all();
   {
-    LockGuard guard(g_registry_lock);  // merge and leave as one step (see thread_registry_each)
+    // Flush, merge and leave as one step (see thread_registry_each): a
+    // snapshot taken while the cache empties would read its counters
+    // half-moved (a block counted as pushed, not yet as held), and count
+    // it twice. Registry before central is the lock order.
+    LockGuard guard(g_registry_lock);
+    refill_flush_all();
     merge_counts(tc);
     registry_remove_locked(&tc);
   }

@@ -387,6 +387,50 @@ TEST_F(Hardened, HugeHeaderIsGuardedAndChecked) {
   free(p);
 }
 
+// A large span ends in a guard page: a linear overflow off its last usable
+// byte faults, whatever the span's size, and after a resize in place too.
+TEST_F(Hardened, OverflowOffALargeSpanFaults) {
+  for (size_t n : {size_t{129} * KiB, size_t{256} * KiB, size_t{1000} * KiB, size_t{2} * MiB}) {
+    char* span = static_cast<char*>(malloc(n));
+    ASSERT_NE(span, nullptr);
+    const size_t usable = malloc_usable_size(span);
+    EXPECT_GE(usable, n);
+    memset(span, 0x5a, usable);  // every usable byte is the program's
+    EXPECT_EXIT((static_cast<volatile char*>(launder(span))[usable] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "")
+        << n;
+    free(span);
+  }
+  char* span = static_cast<char*>(malloc(200 * KiB));
+  char* grown = static_cast<char*>(realloc(span, 400 * KiB));
+  ASSERT_NE(grown, nullptr);
+  const size_t usable = malloc_usable_size(grown);
+  memset(grown, 0x5a, usable);
+  EXPECT_EXIT((static_cast<volatile char*>(launder(grown))[usable] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "");
+  char* shrunk = static_cast<char*>(realloc(grown, 150 * KiB));
+  ASSERT_NE(shrunk, nullptr);
+  EXPECT_EXIT((static_cast<volatile char*>(launder(shrunk))[malloc_usable_size(shrunk)] = 1, _exit(0)),
+              testing::KilledBySignal(SIGSEGV), "");
+  free(shrunk);
+}
+
+// A freed huge block's mapping waits for reuse cleared and PROT_NONE: a
+// dangling pointer faults instead of reading or writing the next owner's
+// data, and the next owner gets zeros.
+TEST_F(Hardened, FreedHugeBlockFaultsWhileCachedAndComesBackClear) {
+  char* p = static_cast<char*>(malloc(5 * MiB));
+  ASSERT_NE(p, nullptr);
+  memset(p, 0x5a, 5 * MiB);
+  free(p);
+  EXPECT_EXIT((void)static_cast<volatile char*>(launder(p))[100], testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT((static_cast<volatile char*>(launder(p))[100] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "");
+  char* q = static_cast<char*>(malloc(5 * MiB));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(q, p) << "the cached mapping was not reused: the test saw nothing";
+  for (size_t i = 0; i < 5 * MiB; i += 4096) ASSERT_EQ(q[i], 0) << i;
+  q[100] = 1;  // the owner's again
+  free(q);
+}
+
 // Interior pointers of aligned blocks, in every range.
 TEST_F(Hardened, InteriorFreesOfAlignedBlocksAbort) {
   void* small = nullptr;
@@ -475,7 +519,11 @@ TEST(HardenedSettings, ProbeForTheParent) {
   char* huge = static_cast<char*>(malloc(5 * MiB));
   const bool guards = mapping_perms(huge - 1) == "---p";
   free(huge);
-  printf("probe: quarantine=%d random=%d zero=%d guards=%d\n", quarantine, random, !leftovers, guards);
+  char* span = static_cast<char*>(malloc(300 * KiB));
+  const bool span_guards = mapping_perms(span + malloc_usable_size(span)) == "---p";
+  free(span);
+  printf("probe: quarantine=%d random=%d zero=%d guards=%d span_guards=%d\n", quarantine, random, !leftovers, guards,
+         span_guards);
 }
 
 TEST(HardenedSettings, EachMitigationIsOneSetting) {
@@ -487,7 +535,8 @@ TEST(HardenedSettings, EachMitigationIsOneSetting) {
     std::string probe = test_support::run_self(env, "HardenedSettings.ProbeForTheParent", "probe: ", &status);
     ASSERT_EQ(status, 0) << env;
     char want[128];
-    snprintf(want, sizeof want, "quarantine=%d random=%d zero=%d guards=%d\n", off != 0, off != 1, off != 2, off != 3);
+    snprintf(want, sizeof want, "quarantine=%d random=%d zero=%d guards=%d span_guards=%d\n", off != 0, off != 1,
+             off != 2, off != 3, off != 3);
     EXPECT_EQ(probe, want) << env;
   }
 }
