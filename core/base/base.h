@@ -228,6 +228,17 @@ HAK_INLINE bool block_is_free(const void* block) {
   const uintptr_t* w = static_cast<const uintptr_t*>(block);
   return w[1] == block_seal(block, w[0]);
 }
+// Hardened: a block waiting in a quarantine is on no list: its mark is a
+// seal of the encoded link 0 (one fold, where a sealed null link takes two),
+// so block_is_free holds for it and a second free is caught all the same.
+HAK_INLINE void block_mark_quarantined(void* block) {
+  static_cast<uintptr_t*>(block)[0] = 0;
+  static_cast<uintptr_t*>(block)[1] = block_seal(block, 0);
+}
+HAK_INLINE bool block_is_quarantined(const void* block) {
+  const uintptr_t* w = static_cast<const uintptr_t*>(block);
+  return w[0] == 0 && w[1] == block_seal(block, 0);
+}
 // Hardened: a block leaves the free lists for the program's hands; neither
 // its encoded link nor its seal goes with it.
 HAK_INLINE void block_unseal(void* block) {

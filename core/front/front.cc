@@ -215,8 +215,8 @@ void hardened_check_class(void* block, int cls) {
 // again would double the cost of zeroing, per byte freed. Blocks are
 // multiples of 16 bytes.
 constexpr size_t kCheckedAfterFree = 64;
-void block_clear_after_link(void* block, size_t size) {
-  if (size > 16) memset(static_cast<char*>(block) + 16, 0, size - 16);
+HAK_NOINLINE void block_clear_after_link(void* block, size_t size) {
+  memset(static_cast<char*>(block) + 16, 0, size - 16);
 }
 bool block_still_clear_after_link(const void* block, size_t size) {
   const __m128i* v = static_cast<const __m128i*>(block);
@@ -238,15 +238,15 @@ void hardened_free(void* p, uint16_t bin_offset) {
   const int cls = bin_class(bin_offset, p);
 #if defined(HAKMEM_HARDENED)
   const size_t size = class_size(cls);
-  if (g_config.zero_on_free) block_clear_after_link(p, size);  // before the checker poisons it
+  if (g_config.zero_on_free && size > 16) block_clear_after_link(p, size);  // before the checker poisons it
   annotate_free(p, size);
   if (g_config.quarantine && !t_cache.exited) {
-    block_set_next(p, nullptr);
+    block_mark_quarantined(p);
     p = tls_quarantine_swap(cls, p);
     if (p == nullptr) return;
-    // The block leaving has waited, sealed (and cleared): a write after
-    // free in the meantime broke its seal (or left bytes behind).
-    if (HAK_UNLIKELY(!block_is_free(p) || (g_config.zero_on_free && !block_still_clear_after_link(p, size))))
+    // The block leaving has waited, marked (and cleared): a write after
+    // free in the meantime broke its mark (or left bytes behind).
+    if (HAK_UNLIKELY(!block_is_quarantined(p) || (g_config.zero_on_free && !block_still_clear_after_link(p, size))))
       fatal("hakmem: free: the block at %p was written after it was freed; aborting", p);
   }
 #endif

@@ -45,7 +45,6 @@ struct Quarantine {
   void* random[kQuarantineRandom];
   void* fifo[kQuarantineFifo];
   uint32_t fifo_next;
-  uint32_t held;  // blocks in the two arrays: freed, counted, not yet in the bin
 };
 
 struct ThreadCache {
@@ -160,10 +159,15 @@ HAK_INLINE bool tls_cache_take_poll(int cls) {
   return true;
 }
 
-// Blocks of a class waiting in the thread's quarantine (hardened; else 0).
+// Blocks of a class waiting in the thread's quarantine (hardened; else 0):
+// its occupied slots, counted here (stats, thread exit) rather than kept
+// up to date on every free.
 inline uint32_t tls_quarantine_held(const ThreadCache& tc, int cls) {
 #if defined(HAKMEM_HARDENED)
-  return tc.quarantine[cls].held;
+  uint32_t held = 0;
+  for (const void* slot : tc.quarantine[cls].random) held += slot != nullptr;
+  for (const void* slot : tc.quarantine[cls].fifo) held += slot != nullptr;
+  return held;
 #else
   (void)tc, (void)cls;
   return 0;
@@ -192,33 +196,29 @@ inline ClassCounters tls_cache_counts(const ThreadCache& tc, int cls) {
 }
 
 #if defined(HAKMEM_HARDENED)
-// A random word for this thread (xorshift64*), seeded at first use from the
-// kernel and the thread pointer.
+// A random word for this thread: a Weyl sequence (a counter stepped by an
+// odd constant) through a multiply-fold, as wyrand does; seeded at first
+// use from the kernel. Five instructions: it runs on every hardened free.
 inline uint64_t tls_random() {
   uint64_t x = t_cache.random_state;
-  if (HAK_UNLIKELY(x == 0)) x = mix64(random_word() ^ reinterpret_cast<uintptr_t>(__builtin_thread_pointer())) | 1;
-  x ^= x >> 12;
-  x ^= x << 25;
-  x ^= x >> 27;
+  if (HAK_UNLIKELY(x == 0)) x = random_word() | 1;
+  x += 0xa0761d6478bd642fu;
   t_cache.random_state = x;
-  return x * 0x2545f4914f6cdd1du;
+  return keyed_fold(x, 0xe7037ed1a0b428dbu, x);
 }
 
-// Puts a freed block (sealed already: a second free of it is caught while it
-// waits) into class `cls`'s quarantine; returns the block that leaves it for
-// the bin, or nullptr while the quarantine fills.
+// Puts a freed block (marked free already: a second free of it is caught
+// while it waits) into class `cls`'s quarantine; returns the block that
+// leaves it for the bin, or nullptr while the quarantine fills.
 inline void* tls_quarantine_swap(int cls, void* block) {
   Quarantine& q = t_cache.quarantine[cls];
   void*& slot = q.random[tls_random() % kQuarantineRandom];
   void* out = slot;
   slot = block;
-  ++q.held;
   if (out == nullptr) return nullptr;
-  void*& oldest = q.fifo[q.fifo_next];
-  q.fifo_next = (q.fifo_next + 1) % kQuarantineFifo;
+  void*& oldest = q.fifo[q.fifo_next++ % kQuarantineFifo];
   void* leaving = oldest;
   oldest = out;
-  if (leaving != nullptr) --q.held;
   return leaving;
 }
 
@@ -229,7 +229,7 @@ inline void tls_quarantine_drain(int cls) {
   TlsBin& bin = t_cache.bins[cls];
   auto drain = [&bin](void*& slot) {
     if (slot == nullptr) return;
-    if (HAK_UNLIKELY(!block_is_free(slot)))  // its seal broke while it waited
+    if (HAK_UNLIKELY(!block_is_quarantined(slot)))  // its mark broke while it waited
       fatal("hakmem: free: the block at %p was written after it was freed; aborting", slot);
     block_set_next(slot, bin.head);
     bin.head = slot;
@@ -239,7 +239,6 @@ inline void tls_quarantine_drain(int cls) {
   };
   for (void*& slot : q.random) drain(slot);
   for (void*& slot : q.fifo) drain(slot);
-  q.held = 0;
 }
 #endif
 

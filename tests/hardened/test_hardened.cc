@@ -170,9 +170,10 @@ TEST_F(Hardened, DamagedLinkDeepInAListStopsTheWalkThatReachesIt) {
       "hakmem: a free list is damaged at 0x[0-9a-f]+ \\(a write after free\\?\\); aborting");
 }
 
-// A free block's link is not the next block's address in the clear, and it
-// carries the free mark; both words are cleared when a block is handed out
-// (a fresh block gives away nothing of the keys either).
+// A freed block carries the free mark at once, in the quarantine (where it
+// is on no list: its link word is 0); once on a list, its link is not the
+// next block's address in the clear. Both words are cleared when a block
+// is handed out (a fresh block gives away nothing of the keys either).
 TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMarkThatHandOutClears) {
   void* q = malloc(48);
   void* p = malloc(48);
@@ -182,10 +183,17 @@ TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMarkThatHandOutClears) {
   free(p);
   uintptr_t words[2];
   memcpy(words, launder(p), sizeof words);
-  EXPECT_NE(words[0], reinterpret_cast<uintptr_t>(q)) << "the link is stored in the clear";
-  EXPECT_NE(words[0], 0u) << "a null link stored in the clear";
+  EXPECT_EQ(words[0], 0u) << "a quarantined block holds a link";
   EXPECT_NE(words[1], 0u) << "no free mark";
   std::vector<void*> v;
+  for (int i = 0; i < 400; ++i) v.push_back(malloc(48));
+  for (void* b : v) free(b);  // p leaves the quarantine for a list
+  memcpy(words, launder(p), sizeof words);
+  EXPECT_NE(words[0], 0u) << "a null link stored in the clear";
+  EXPECT_NE(words[1], 0u) << "no free mark";
+  EXPECT_NE(words[0], reinterpret_cast<uintptr_t>(q)) << "the link is stored in the clear";
+  for (void* b : v) ASSERT_NE(words[0], reinterpret_cast<uintptr_t>(b)) << "the link is stored in the clear";
+  v.clear();
   for (int i = 0; i < 2000; ++i) {
     v.push_back(malloc(48));
     memcpy(words, launder(v.back()), sizeof words);
