@@ -38,6 +38,8 @@ void secrets_init() {
   g_secrets.header = random_word();
   g_secrets.placement = random_word();
   g_secrets.shuffle = random_word();
+  g_secrets.canary_in = random_word();
+  g_secrets.canary_mul = random_word() | (uint64_t{1} << 63) | 1;
   g_secrets.pad_in = random_word() | 1;  // set last, and never 0: it marks the keys drawn
 }
 
@@ -57,6 +59,7 @@ void config_init() {
     g_config.zero_on_free = env_flag("HAKMEM_HARDENED_ZERO", true);
     g_config.randomize = env_flag("HAKMEM_HARDENED_RANDOM", true);
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
+    g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);
   }
   if (const char* a = getenv("HAKMEM_ARENA")) {
     char* end = nullptr;

@@ -85,6 +85,7 @@ struct HAK_SEALED_PAGE Config {
   bool zero_on_free = kHardened; // HAKMEM_HARDENED_ZERO: freed blocks are cleared
   bool randomize = kHardened;    // HAKMEM_HARDENED_RANDOM: slabs hand out blocks in random order
   bool guard_pages = kHardened;  // HAKMEM_HARDENED_GUARDS: guard pages around large spans and huge blocks
+  bool canary = kHardened;       // HAKMEM_HARDENED_CANARY: a keyed word after each small and mid block
 };
 extern Config g_config;
 void config_init();
@@ -192,6 +193,7 @@ struct HAK_SEALED_PAGE Secrets {
   uint64_t header;             // huge-block headers (large box)
   uint64_t placement;          // where the metadata region goes (slab box)
   uint64_t shuffle;            // hardened: the order of a new slab's blocks (slab box)
+  uint64_t canary_in, canary_mul;  // hardened: a block's canary, keyed_fold(address)
 };
 extern Secrets g_secrets HAK_INTERNAL;
 // Draws the keys. Called once, at init, before any block is linked.
@@ -228,6 +230,25 @@ HAK_INLINE bool block_is_free(const void* block) {
   const uintptr_t* w = static_cast<const uintptr_t*>(block);
   return w[1] == block_seal(block, w[0]);
 }
+// ---- end-of-block canaries (hardened) ----
+// A small or mid block's last 8 bytes hold its canary, a keyed fold of its
+// address, from hand-out to free: its usable size is 8 bytes short of its
+// class's, and a request takes the class 8 bytes above it. free() checks
+// the canary before anything else touches the block, so a linear overflow
+// past the usable end (an off-by-one NUL included) stops the program at the
+// block's free; without the keys the overflow cannot write the value back.
+// Large spans and huge blocks end in guard pages instead.
+constexpr size_t kCanaryBytes = 8;
+HAK_INLINE size_t canary_bytes() { return kHardened && g_config.canary ? kCanaryBytes : 0; }
+// Its first byte is never 0, so that an off-by-one NUL (a string copied
+// one byte too long) always breaks it.
+HAK_INLINE uint64_t block_canary(const void* block) {
+  return keyed_fold(reinterpret_cast<uintptr_t>(block), g_secrets.canary_in, g_secrets.canary_mul) | 1;
+}
+HAK_INLINE uint64_t* block_canary_slot(void* block, size_t class_bytes) {
+  return reinterpret_cast<uint64_t*>(static_cast<char*>(block) + class_bytes - kCanaryBytes);
+}
+
 // Hardened: a block waiting in a quarantine is on no list: its mark is a
 // seal of the encoded link 0 (one fold, where a sealed null link takes two),
 // so block_is_free holds for it and a second free is caught all the same.

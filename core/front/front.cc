@@ -31,6 +31,13 @@ namespace {
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
 HAK_NOINLINE void hardened_check_class(void* block, int cls);
 HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
+// Hardened: a block of class `cls` leaves the free lists for the program's
+// hands: neither its encoded link nor its seal goes with it, and its canary
+// (if on) goes in.
+HAK_INLINE void hardened_hand_out(void* block, int cls) {
+  block_unseal(block);
+  if (canary_bytes() != 0) *block_canary_slot(block, class_size(cls)) = block_canary(block);
+}
 int slab_class_of(const void* p);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
@@ -48,13 +55,16 @@ HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
   if (kHardened && bin.head != nullptr) hardened_check_class(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
   void* block = tls_cache_pop(bin);  // this thread's list: no lock, no atomic
   if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
-  block_unseal(block);  // hardened: in the program's hands now
+  if (kHardened) hardened_hand_out(block, static_cast<int>(tls_bin_offset_class(bin_offset)));
   HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
   annotate_alloc(block, class_size(static_cast<int>(tls_bin_offset_class(bin_offset))), false);  // compiled away in release
   return block;
 }
 
 extern "C" void* hak_malloc(size_t size) {
+  // Hardened: room for the canary after the program's bytes (spans and huge
+  // blocks end in guard pages instead).
+  if (kHardened && size <= kSlabMax) size += canary_bytes();
   // One compare for the tiny range, the common case; one table load gives
   // the bin straight from the size, without division or class arithmetic.
   if (HAK_LIKELY(size <= kTinyMax)) return alloc_from_bin(tls_bin_offset_tiny(size));
@@ -180,7 +190,7 @@ void* small_alloc_slow(size_t bin_offset) {
   }
   if (kHardened) {
     hardened_check_class(p, cls);  // its seal was checked when its link was read
-    block_unseal(p);
+    hardened_hand_out(p, cls);
   }
   annotate_alloc(p, class_size(cls), false);
   return p;
@@ -238,6 +248,9 @@ void hardened_free(void* p, uint16_t bin_offset) {
   const int cls = bin_class(bin_offset, p);
 #if defined(HAKMEM_HARDENED)
   const size_t size = class_size(cls);
+  if (canary_bytes() != 0 && HAK_UNLIKELY(*block_canary_slot(p, size) != block_canary(p)))
+    fatal("hakmem: free(%p): the %zu bytes after the block's %zu usable ones were overwritten (a heap overflow); aborting",
+          p, kCanaryBytes, size - kCanaryBytes);
   if (g_config.zero_on_free && size > 16) block_clear_after_link(p, size);  // before the checker poisons it
   annotate_free(p, size);
   if (g_config.quarantine && !t_cache.exited) {
@@ -316,7 +329,7 @@ void* alloc_aligned(size_t align, size_t size, bool zero) {
     if (p != nullptr && zero) memset(p, 0, size);
     return p;
   }
-  int cls = size_to_aligned_class(size, align);
+  int cls = size_to_aligned_class(kHardened && size <= kSlabMax ? size + canary_bytes() : size, align);
   if (cls >= 0) {
     p = alloc_from_bin(tls_bin_offset_of_class(cls));
     if (p != nullptr && zero) memset(p, 0, size);
@@ -392,7 +405,7 @@ size_t live_usable_size(const void* p, const char* who) {
   if (cls >= 0) {
     if (kHardened && HAK_UNLIKELY(block_is_free(p)))
       fatal("hakmem: %s(%p): the block was freed already (use after free); aborting", who, p);
-    return class_size(cls);
+    return class_size(cls) - canary_bytes();
   }
   return large_usable_size(p);  // freed spans and huge blocks are no blocks at all: 0
 }

@@ -50,14 +50,15 @@ class Hardened : public testing::Test {};
 // Both frees in the child: nothing the test framework allocates between
 // them can take the block back.
 TEST_F(Hardened, DoubleFreeAbortsInEveryRange) {
-  for (size_t n : {size_t{1}, size_t{16}, size_t{256}, size_t{4 * KiB}, size_t{32 * KiB}, size_t{128 * KiB}}) {
+  // The largest slab request is 128 KiB less the canary's 8 bytes.
+  for (size_t n : {size_t{1}, size_t{16}, size_t{256}, size_t{4 * KiB}, size_t{32 * KiB}, size_t{128 * KiB - 8}}) {
     void* p = malloc(n);
     ASSERT_NE(p, nullptr);
     const std::string expected = "hakmem: free\\(" + address_pattern(p) + "\\): double free; aborting";
     EXPECT_DEATH((free(p), free(launder(p))), expected) << n;
     free(p);
   }
-  for (size_t n : {size_t{300 * KiB}, size_t{5 * MiB}}) {  // large spans and huge mappings
+  for (size_t n : {size_t{128 * KiB}, size_t{300 * KiB}, size_t{5 * MiB}}) {  // large spans and huge mappings
     void* p = malloc(n);
     ASSERT_NE(p, nullptr);
     const std::string expected = "hakmem: free\\(" + address_pattern(p) + "\\): " +
@@ -204,15 +205,46 @@ TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMarkThatHandOutClears) {
   for (void* b : v) free(b);
 }
 
-// Every block has room for the free mark: the smallest class is 16 bytes.
+// Every block has room for the free mark: the smallest class is 16 bytes,
+// whose last 8 hold the canary while the block is live (8 usable bytes).
 TEST_F(Hardened, SmallestBlockIsSixteenBytes) {
-  for (size_t n = 0; n <= 16; ++n) {
+  for (size_t n = 0; n <= 24; ++n) {
     void* p = malloc(n);
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(malloc_usable_size(p), 16u) << n;
+    EXPECT_EQ(malloc_usable_size(p), n <= 8 ? 8u : 24u) << n;
     EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u) << n;
     free(p);
   }
+}
+
+// A write past a small or mid block's usable end -- one byte, an
+// off-by-one NUL, a word -- breaks its canary, and its free stops the
+// program; every usable byte stays the program's.
+TEST_F(Hardened, OverflowPastTheUsableEndIsCaughtAtFree) {
+  for (size_t n : {size_t{1}, size_t{8}, size_t{24}, size_t{100}, size_t{1000}, size_t{5000}, size_t{30000},
+                   size_t{128 * KiB - 8}}) {
+    char* p = static_cast<char*>(malloc(n));
+    ASSERT_NE(p, nullptr);
+    const size_t usable = malloc_usable_size(p);
+    ASSERT_GE(usable, n);
+    memset(p, 0x5a, usable);
+    const std::string expected = "hakmem: free\\(" + address_pattern(p) +
+                                 "\\): the 8 bytes after the block's [0-9]+ usable ones were overwritten \\(a heap overflow\\); aborting";
+    EXPECT_DEATH((static_cast<volatile char*>(launder(p))[usable] = 0, free(p)), expected) << n;
+    volatile char* end = static_cast<volatile char*>(launder(p)) + usable;
+    EXPECT_DEATH((end[7] = static_cast<char>(~end[7]), free(p)), expected) << n;  // any byte of the 8
+    free(p);  // untouched past its end in this process: no fault
+  }
+  // The same through aligned allocation and realloc's in-place shrink.
+  void* a = nullptr;
+  ASSERT_EQ(posix_memalign(&a, 256, 700), 0);
+  const size_t usable = malloc_usable_size(a);
+  EXPECT_DEATH((static_cast<volatile char*>(launder(a))[usable] = 0, free(a)), "a heap overflow");
+  free(a);
+  char* r = static_cast<char*>(realloc(malloc(3000), 2000));
+  ASSERT_NE(r, nullptr);
+  EXPECT_DEATH((static_cast<volatile char*>(launder(r))[malloc_usable_size(r)] = 0, free(r)), "a heap overflow");
+  free(r);
 }
 
 // The faults above are caught; ordinary use is not mistaken for one. Blocks
@@ -455,22 +487,25 @@ TEST_F(Hardened, InteriorFreesOfAlignedBlocksAbort) {
   free(huge);
 }
 
-// A 16- or 64-byte overflow of a block into its freed neighbour, aiming the
+// A 16- or 64-byte write from a block into its freed neighbour, aiming the
 // neighbour's link at a global: the neighbour's broken seal stops the
 // program when it leaves the quarantine; g_target is never handed out.
+// The write skips the block's own canary (a relative write, or an
+// overflow whose block is never freed): the neighbour's seal alone stops it.
 void overflow_into_freed_neighbour(size_t overflow) {
   std::vector<char*> v;
   for (int i = 0; i < 4096; ++i) v.push_back(static_cast<char*>(malloc(64)));
+  const size_t stride = malloc_usable_size(v[0]) + 8;  // the class: usable bytes and the canary
   std::vector<char*> sorted = v;
   std::sort(sorted.begin(), sorted.end());
   char* a = nullptr;
   char* b = nullptr;
   for (size_t i = 1; i < sorted.size() && a == nullptr; ++i)
-    if (sorted[i] == sorted[i - 1] + 64) a = sorted[i - 1], b = sorted[i];
+    if (sorted[i] == sorted[i - 1] + stride) a = sorted[i - 1], b = sorted[i];
   if (a == nullptr) _exit(3);  // no neighbours at all: nothing to overflow into
   free(b);
   uintptr_t payload[8] = {reinterpret_cast<uintptr_t>(&g_target[0]), 0x4141, 0x4242, 0x4343, 0, 0, 0, 0};
-  memcpy(static_cast<char*>(launder(a)) + 64, payload, overflow);  // a's overflow runs into b
+  memcpy(static_cast<char*>(launder(a)) + stride, payload, overflow);  // from a into b
   for (int i = 0; i < 2000; ++i) {
     void* q = malloc(64);
     if (q == &g_target[0]) fprintf(stderr, "malloc handed out the address the overflow chose\n");
@@ -509,10 +544,14 @@ TEST(HardenedSettings, ProbeForTheParent) {
   void* q = malloc(64);
   const bool quarantine = q != p;
   free(q);
+  char* c = static_cast<char*>(malloc(100));
+  const bool canary = malloc_usable_size(c) % 16 == 8;  // 8 bytes short of its class
+  free(c);
   std::vector<char*> v;
   for (int i = 0; i < 400; ++i) v.push_back(static_cast<char*>(malloc(128)));
+  const size_t stride = malloc_usable_size(v[0]) + (canary ? 8 : 0);
   int ascending = 0;
-  for (size_t i = 1; i < v.size(); ++i) ascending += v[i] == v[i - 1] + 128;
+  for (size_t i = 1; i < v.size(); ++i) ascending += v[i] == v[i - 1] + stride;
   const bool random = ascending < 200;
   for (char* b : v) memset(b, 0xab, 128);
   for (char* b : v) free(b);
@@ -530,21 +569,21 @@ TEST(HardenedSettings, ProbeForTheParent) {
   char* span = static_cast<char*>(malloc(300 * KiB));
   const bool span_guards = mapping_perms(span + malloc_usable_size(span)) == "---p";
   free(span);
-  printf("probe: quarantine=%d random=%d zero=%d guards=%d span_guards=%d\n", quarantine, random, !leftovers, guards,
-         span_guards);
+  printf("probe: quarantine=%d random=%d zero=%d guards=%d span_guards=%d canary=%d\n", quarantine, random, !leftovers,
+         guards, span_guards, canary);
 }
 
 TEST(HardenedSettings, EachMitigationIsOneSetting) {
-  const char* names[] = {"QUARANTINE", "RANDOM", "ZERO", "GUARDS"};
-  for (int off = -1; off < 4; ++off) {
+  const char* names[] = {"QUARANTINE", "RANDOM", "ZERO", "GUARDS", "CANARY"};
+  for (int off = -1; off < 5; ++off) {
     std::string env = "HAKMEM_TEST_PROBE=1";
     if (off >= 0) env += std::string(" HAKMEM_HARDENED_") + names[off] + "=0";
     int status = 0;
     std::string probe = test_support::run_self(env, "HardenedSettings.ProbeForTheParent", "probe: ", &status);
     ASSERT_EQ(status, 0) << env;
     char want[128];
-    snprintf(want, sizeof want, "quarantine=%d random=%d zero=%d guards=%d span_guards=%d\n", off != 0, off != 1,
-             off != 2, off != 3, off != 3);
+    snprintf(want, sizeof want, "quarantine=%d random=%d zero=%d guards=%d span_guards=%d canary=%d\n", off != 0,
+             off != 1, off != 2, off != 3, off != 3, off != 4);
     EXPECT_EQ(probe, want) << env;
   }
 }
