@@ -225,8 +225,13 @@ void hardened_check_class(void* block, int cls) {
 // again would double the cost of zeroing, per byte freed. Blocks are
 // multiples of 16 bytes.
 constexpr size_t kCheckedAfterFree = 64;
-HAK_NOINLINE void block_clear_after_link(void* block, size_t size) {
+HAK_NOINLINE void block_clear_after_link_long(void* block, size_t size) {
   memset(static_cast<char*>(block) + 16, 0, size - 16);
+}
+HAK_INLINE void block_clear_after_link(void* block, size_t size) {
+  if (size > 128) return block_clear_after_link_long(block, size);
+  __m128i* v = static_cast<__m128i*>(block);  // small blocks: a few stores, no call
+  for (size_t i = 1; i < size / 16; ++i) _mm_store_si128(v + i, _mm_setzero_si128());
 }
 bool block_still_clear_after_link(const void* block, size_t size) {
   const __m128i* v = static_cast<const __m128i*>(block);
