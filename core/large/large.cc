@@ -231,27 +231,10 @@ void huge_free(HugeHeader* h) {
   g_huge_cached_bytes += map_size;
 }
 
-// Hardened guard pages (HAKMEM_HARDENED_GUARDS) after large spans: a span's
-// last page is PROT_NONE and not part of its usable size, so an overflow
-// off the span's end faults instead of running into the next run of its
-// segment (a slab's blocks, another span). Spans start on a unit boundary,
-// the run before them ends in its own guard or is a slab, whose blocks
-// the segment's metadata, not the heap, describes.
-size_t span_guard() { return kHardened && g_config.guard_pages ? kOsPageSize : 0; }
-void span_raise_guard(Slab* run) {
-  if (span_guard() == 0) return;
-  run->large_size -= kOsPageSize;
-  // Refused (the kernel's limit on mappings): the span goes unguarded, its
-  // usable size as if it were not.
-  os_protect_none(static_cast<char*>(slab_start(run)) + run->large_size, kOsPageSize);
-}
-void span_lower_guard(Slab* run) {
-  if (span_guard() == 0) return;
-  os_protect_rw(static_cast<char*>(slab_start(run)) + run->large_size, kOsPageSize);
-  run->large_size += kOsPageSize;
-}
+// The units a span of `size` usable bytes takes, its guard page included
+// (backend_span_guard_bytes).
 uint32_t span_units(size_t size) {
-  uint32_t units = static_cast<uint32_t>((size + span_guard() + kUnitSize - 1) >> kUnitShift);
+  uint32_t units = static_cast<uint32_t>((size + backend_span_guard_bytes() + kUnitSize - 1) >> kUnitShift);
   return units == 0 ? 1 : units;
 }
 
@@ -264,7 +247,6 @@ void* large_alloc(size_t size, size_t align, bool* zeroed) {
     uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
     Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
     if (run == nullptr) return nullptr;
-    span_raise_guard(run);
     g_counters.large_allocs.add(1);
     g_counters.large_live_bytes.add(run->large_size);
     HAK_CONTRACT(contracts::big_block_moved(slab_start(run), contracts::Place::kSlab, contracts::Place::kUser));
@@ -284,8 +266,7 @@ bool large_free(void* p) {
     // here, its pages stay resident for that owner (a purge would make it
     // fault every page in again: spans are reused often).
     if (kHardened && g_config.zero_on_free) memset(p, 0, run->large_size);
-    span_lower_guard(run);
-    backend_free_run(run);
+    backend_free_run(run);  // its guard stays up (backend_span_guard_bytes)
     return true;
   }
   if (HugeHeader* h = huge_lookup(p)) {
@@ -308,10 +289,7 @@ bool large_resize_in_place(void* p, size_t new_size) {
   if (run == nullptr) return false;
   size_t old_size = run->large_size;
   uint32_t units = span_units(new_size);
-  span_lower_guard(run);
-  bool resized = backend_resize_run(run, units);
-  span_raise_guard(run);
-  if (!resized) return false;
+  if (!backend_resize_run(run, units)) return false;
   size_t now = run->large_size;
   if (now > old_size) g_counters.large_live_bytes.add(now - old_size);
   else g_counters.large_live_bytes.sub(old_size - now);

@@ -135,6 +135,24 @@ Segment* segment_create() {
   return s;
 }
 
+char* unit_last_page(const Segment* s, int unit) { return unit_address(s, unit + 1) - kOsPageSize; }
+
+// The run [first, first + units): a large span ends in a guard page when
+// guards are on (`span`), and no other of its units keeps one. Guards left
+// by earlier spans are lowered only here, when their unit is claimed.
+void run_guards_locked(Segment* seg, int first, uint32_t units, bool span) {
+  const int last = first + static_cast<int>(units) - 1;
+  const bool want = span && backend_span_guard_bytes() != 0;
+  const uint64_t keep = want ? uint64_t{1} << last : 0;
+  for (uint64_t stale = seg->guard_mask & run_mask(units, first) & ~keep; stale != 0; stale &= stale - 1) {
+    const int u = __builtin_ctzll(stale);
+    if (os_protect_rw(unit_last_page(seg, u), kOsPageSize)) seg->guard_mask &= ~(uint64_t{1} << u);
+  }
+  // Refused (the kernel's limit on mappings): this span goes unguarded.
+  if (want && (seg->guard_mask & keep) == 0 && os_protect_none(unit_last_page(seg, last), kOsPageSize))
+    seg->guard_mask |= keep;
+}
+
 void segment_destroy(Segment* s) {
   list_remove(s);
   segmap_set(s->base, kSlotForeign);
@@ -144,7 +162,8 @@ void segment_destroy(Segment* s) {
   // Its entries are all zero already: every unit is free.
   if (in_arena(reinterpret_cast<uintptr_t>(s->base))) {
     uint64_t slot = (reinterpret_cast<uintptr_t>(s->base) - g_arena.base) >> kSegmentShift;
-    os_decommit(s->base + kUnitSize, kSegmentSize - kUnitSize, false);
+    os_decommit(s->base + kUnitSize, kSegmentSize - kUnitSize, false);  // its guards go with the mapping
+    s->guard_mask = 0;
     if (slot < g_arena_free_hint) g_arena_free_hint = slot;
   } else {
     --g_segments_outside_arena;
@@ -309,6 +328,8 @@ void carve_slab_randomly(Slab* s, const ClassInfo& ci) {
 
 }  // namespace
 
+size_t backend_span_guard_bytes() { return kHardened && g_config.guard_pages ? kOsPageSize : 0; }
+
 Segment* slab_segment(const Slab* run) {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(run) & ~(kHeaderStride - 1));
 }
@@ -339,6 +360,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   }
   bool fresh = claim_units_locked(seg, first, first, units, kind, cls);
   if (zeroed != nullptr) *zeroed = fresh;
+  if (seg->guard_mask != 0 || kind == RunKind::kLarge) run_guards_locked(seg, first, units, kind == RunKind::kLarge);
   Slab* run = &seg->slabs[first];
   *run = Slab{};
   run->units = static_cast<uint16_t>(units);
@@ -346,7 +368,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   run->cls = static_cast<uint8_t>(cls);
   // Complete before the lock drops: a heap check, or a fork, may look at it next.
   if (kind == RunKind::kSlab) run->capacity = class_info(cls).blocks_per_slab;
-  else run->large_size = static_cast<size_t>(units) << kUnitShift;
+  else run->large_size = (static_cast<size_t>(units) << kUnitShift) - backend_span_guard_bytes();
   if (seg->used_mask != kAllUnits && seg != g_segments_head) {  // most recently used first
     list_remove(seg);
     list_push_front(seg);
@@ -376,8 +398,9 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
   } else if (new_units < units) {
     release_units_locked(seg, first + static_cast<int>(new_units), units - new_units);
   }
+  run_guards_locked(seg, first, new_units, true);
   run->units = static_cast<uint16_t>(new_units);
-  run->large_size = static_cast<size_t>(new_units) << kUnitShift;
+  run->large_size = (static_cast<size_t>(new_units) << kUnitShift) - backend_span_guard_bytes();
   if (new_units < units) maybe_purge_locked();
   return true;
 }

@@ -164,6 +164,7 @@ struct Segment {
   uint64_t used_mask;                    // bit u: unit u belongs to a run (bit 0: the header unit)
   uint64_t dirty_mask;                   // free units whose pages may still be resident
   uint64_t dirty_since_ms;               // when the oldest dirty unit was released
+  uint64_t guard_mask;                   // bit u: unit u's last page is a span's guard (PROT_NONE)
   Segment* next;                         // all segments, most recently used first
   Segment* prev;
   Slab slabs[kUnitsPerSegment];
@@ -243,6 +244,14 @@ void backend_seal();
 Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed = nullptr);
 // Gives a run back to its segment; its pages go to the OS after the decay.
 void backend_free_run(Slab* run);
+// Hardened guard pages (HAKMEM_HARDENED_GUARDS): every large span's last
+// page is PROT_NONE and left out of its usable size (Slab::large_size), so
+// an overflow off a span's end faults instead of running into the next run
+// of its segment. A freed span keeps its guard: the next span that ends in
+// the same unit (the common case: the same size again) needs no mprotect;
+// a run that claims the unit for anything else lowers it. 0 (no guards)
+// in the release build and with the setting off.
+size_t backend_span_guard_bytes();
 // Grows or shrinks a large span where it stands: growing takes the free
 // units right after it (false, and nothing changes, when they are not all
 // free), shrinking gives its tail units back. Backend lock taken inside.

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -427,6 +428,17 @@ TEST_F(Hardened, HugeHeaderIsGuardedAndChecked) {
   free(p);
 }
 
+// The permissions of the mapping that holds `p`, from /proc/self/maps.
+std::string mapping_perms(const void* p) {
+  FILE* f = fopen("/proc/self/maps", "r");
+  char line[512], perms[8] = "";
+  unsigned long lo, hi, a = reinterpret_cast<unsigned long>(p);
+  while (f != nullptr && fgets(line, sizeof line, f) != nullptr)
+    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && lo <= a && a < hi) break;
+  if (f != nullptr) fclose(f);
+  return perms;
+}
+
 // A large span ends in a guard page: a linear overflow off its last usable
 // byte faults, whatever the span's size, and after a resize in place too.
 TEST_F(Hardened, OverflowOffALargeSpanFaults) {
@@ -451,6 +463,37 @@ TEST_F(Hardened, OverflowOffALargeSpanFaults) {
   EXPECT_EXIT((static_cast<volatile char*>(launder(shrunk))[malloc_usable_size(shrunk)] = 1, _exit(0)),
               testing::KilledBySignal(SIGSEGV), "");
   free(shrunk);
+}
+
+// A freed span keeps its guard page for the next span of its size; any other
+// run that claims the unit -- a longer span, a slab -- gets it writable:
+// every usable byte of every block stays the program's, and every live span
+// still ends in a guard.
+TEST_F(Hardened, GuardsOfFreedSpansNeverStandInTheNextOwnersWay) {
+  std::mt19937 rng(7);
+  std::vector<std::pair<char*, size_t>> live;
+  for (int round = 0; round < 3000; ++round) {
+    const bool span = rng() % 2 == 0;
+    const size_t n = span ? 65 * KiB + rng() % (900 * KiB) : 8 * KiB + rng() % (100 * KiB);
+    char* p = static_cast<char*>(malloc(n));
+    ASSERT_NE(p, nullptr);
+    const size_t usable = malloc_usable_size(p);
+    memset(p, 0x5a, usable);  // faults if a stale guard lies inside
+    live.emplace_back(p, usable);
+    if (live.size() > 40) {
+      const size_t i = rng() % live.size();
+      free(live[i].first);
+      live[i] = live.back();
+      live.pop_back();
+    }
+  }
+  int guarded = 0, spans = 0;
+  for (auto& [p, usable] : live) {
+    if (usable > 128 * KiB) ++spans, guarded += mapping_perms(p + usable) == "---p";
+    free(p);
+  }
+  EXPECT_GT(spans, 0);
+  EXPECT_EQ(guarded, spans) << "a live span without its guard page";
 }
 
 // A freed huge block's mapping waits for reuse cleared and PROT_NONE: a
@@ -524,16 +567,6 @@ TEST_F(Hardened, OverflowIntoAFreedNeighbourIsCaught) {
 
 // ---- Each mitigation is one setting (SECURITY.md) ----
 
-// The permissions of the mapping that holds `p`, from /proc/self/maps.
-std::string mapping_perms(const void* p) {
-  FILE* f = fopen("/proc/self/maps", "r");
-  char line[512], perms[8] = "";
-  unsigned long lo, hi, a = reinterpret_cast<unsigned long>(p);
-  while (f != nullptr && fgets(line, sizeof line, f) != nullptr)
-    if (sscanf(line, "%lx-%lx %7s", &lo, &hi, perms) == 3 && lo <= a && a < hi) break;
-  if (f != nullptr) fclose(f);
-  return perms;
-}
 
 // Measures which mitigations are at work in this process and prints them;
 // run by the test below with the settings it wants, skipped otherwise.
