@@ -225,8 +225,20 @@ void hardened_check_class(void* block, int cls) {
 // again would double the cost of zeroing, per byte freed. Blocks are
 // multiples of 16 bytes.
 constexpr size_t kCheckedAfterFree = 64;
+// Blocks of 16 KiB and more: their whole pages are cleared only where
+// resident (os_clear_resident). A page the program never touched reads as
+// zero already; clearing it would fault it in, and a server that takes
+// 32 KiB buffers and fills a few hundred bytes of each would hold them all.
+constexpr size_t kClearResidentFrom = 16 << 10;
 HAK_NOINLINE void block_clear_after_link_long(void* block, size_t size) {
-  memset(static_cast<char*>(block) + 16, 0, size - 16);
+  char* from = static_cast<char*>(block) + 16;
+  char* end = static_cast<char*>(block) + size;
+  if (size < kClearResidentFrom) return (void)memset(from, 0, size - 16);
+  char* first_page = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(from) + kOsPageSize - 1) & ~(kOsPageSize - 1));
+  char* last_page = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(end) & ~(kOsPageSize - 1));
+  memset(from, 0, static_cast<size_t>(first_page - from));
+  os_clear_resident(first_page, static_cast<size_t>(last_page - first_page));
+  memset(last_page, 0, static_cast<size_t>(end - last_page));
 }
 HAK_INLINE void block_clear_after_link(void* block, size_t size) {
   if (size > 128) return block_clear_after_link_long(block, size);

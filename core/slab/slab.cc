@@ -300,25 +300,33 @@ uint32_t permute_index(uint32_t i, uint32_t n, uint64_t key) {
   return x;
 }
 
-// Hardened: a new slab's blocks all go onto its free list at once, in a
-// random order, each sealed as free. Blocks handed out in sequence are then
-// neither adjacent nor in address order (an overflow cannot count on its
-// neighbour), and a free of a block never handed out finds it sealed: a
-// double free. The whole slab counts as carved.
-void carve_slab_randomly(Slab* s, const ClassInfo& ci) {
-  char* start = slab_start(s);
-  // A key of its own for each slab, without a system call per slab.
-  static uint64_t slabs_carved = 0;
-  const uint64_t key = keyed_mix(__atomic_fetch_add(&slabs_carved, 1, __ATOMIC_RELAXED), g_secrets.shuffle, 0);
-  void* head = nullptr;
-  for (uint32_t i = s->capacity; i-- > 0;) {
-    void* b = start + static_cast<size_t>(permute_index(i, s->capacity, key)) * ci.size;
+// Hardened: a slab's blocks are carved a window at a time -- at least 16
+// blocks, or 16 KiB of them -- each window's blocks going onto the slab's
+// free list at once, in a random order, each sealed as free. Blocks handed
+// out in sequence are then neither adjacent nor in address order (an
+// overflow cannot count on its neighbour), a free of a block of the window
+// never handed out finds it sealed (a double free), and one past the
+// window fails the block test (never carved). A window at a time, not the
+// whole slab: a new slab of a mid class no longer touches its every page.
+constexpr size_t kRandomWindowBytes = 16 << 10;
+constexpr uint32_t kRandomWindowBlocks = 16;
+void carve_window_randomly(Slab* s, const ClassInfo& ci) {
+  uint32_t window = static_cast<uint32_t>(kRandomWindowBytes / ci.size);
+  if (window < kRandomWindowBlocks) window = kRandomWindowBlocks;
+  if (window > s->capacity - s->carved) window = s->capacity - s->carved;
+  char* start = slab_start(s) + static_cast<size_t>(s->carved) * ci.size;
+  // A key of its own for each window, without a system call per window.
+  static uint64_t windows_carved = 0;
+  const uint64_t key = keyed_mix(__atomic_fetch_add(&windows_carved, 1, __ATOMIC_RELAXED), g_secrets.shuffle, 0);
+  void* head = s->free_list;
+  for (uint32_t i = window; i-- > 0;) {
+    void* b = start + static_cast<size_t>(permute_index(i, window, key)) * ci.size;
     block_set_next(b, head);
     head = b;
   }
   s->free_list = head;
-  s->free_count = s->capacity;
-  s->carved = s->capacity;
+  s->free_count += window;
+  s->carved += window;
   UnitEntry* units = segment_units(slab_segment(s));
   const int first = slab_first_unit(s);
   const uint64_t limit = class_carve_limit(ci, s->carved);
@@ -477,10 +485,11 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
       annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
-      if (kHardened && g_config.randomize) carve_slab_randomly(s, ci);
       ++g_slab_count[cls];
       partial_push(cls, s);
     }
+    const bool random = kHardened && g_config.randomize;
+    if (random && s->free_list == nullptr && s->carved < s->capacity) carve_window_randomly(s, ci);
     while (n < want && s->free_list != nullptr) {
       void* b = s->free_list;
       s->free_list = block_next(b);
@@ -488,7 +497,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       append(b);
       ++n;
     }
-    if (n < want && s->carved < s->capacity) {
+    if (!random && n < want && s->carved < s->capacity) {
       char* p = slab_start(s) + static_cast<size_t>(s->carved) * ci.size;
       uint32_t take = s->capacity - s->carved;
       if (take > want - n) take = want - n;
