@@ -36,11 +36,30 @@ static_assert(kNumClasses <= kTlsBinSlots, "every class has a bin");
 // The hardened variant's quarantine (HAKMEM_HARDENED_QUARANTINE): per thread
 // and class, a freed block waits in `random` (it swaps out one of its slots,
 // chosen at random) and then in `fifo` (the oldest leaves) before its bin
-// sees it, so it is reused at the earliest after kQuarantineFifo more frees
-// of its class, and when is a matter of chance: a write after free, or a
-// double free after reuse, cannot count on the block's next owner.
+// sees it, so it is reused at the earliest after as many more frees of its
+// class as the FIFO holds, and when is a matter of chance: a write after
+// free, or a double free after reuse, cannot count on the block's next
+// owner. Both parts hold 8 blocks of up to 8 KiB; larger classes use fewer
+// slots (a power of two, at least 1 each), so that at most 128 KiB of a
+// class waits per thread: 16 blocks of 128 KiB each were 2 MiB a class.
 constexpr int kQuarantineRandom = 8;
 constexpr int kQuarantineFifo = 8;
+constexpr uint32_t kQuarantineBytesPerPart = 64 << 10;
+constexpr uint32_t quarantine_depth_of(uint32_t block_size) {
+  uint32_t depth = 8;
+  while (depth > 1 && depth * block_size > kQuarantineBytesPerPart) depth /= 2;
+  return depth;
+}
+struct QuarantineDepths {
+  uint8_t depth[kNumClasses];
+};
+constexpr QuarantineDepths build_quarantine_depths() {
+  QuarantineDepths d{};
+  for (int c = 0; c < kNumClasses; ++c) d.depth[c] = static_cast<uint8_t>(quarantine_depth_of(size_class_detail::class_size(c)));
+  return d;
+}
+inline constexpr QuarantineDepths kQuarantineDepths = build_quarantine_depths();
+static_assert(quarantine_depth_of(8 << 10) == 8 && quarantine_depth_of(128 << 10) == 1, "8 KiB and below: 8 + 8");
 struct Quarantine {
   void* random[kQuarantineRandom];
   void* fifo[kQuarantineFifo];
@@ -212,11 +231,12 @@ inline uint64_t tls_random() {
 // leaves it for the bin, or nullptr while the quarantine fills.
 inline void* tls_quarantine_swap(int cls, void* block) {
   Quarantine& q = t_cache.quarantine[cls];
-  void*& slot = q.random[tls_random() % kQuarantineRandom];
+  const uint32_t mask = kQuarantineDepths.depth[cls] - 1u;  // depths are powers of two
+  void*& slot = q.random[tls_random() & mask];
   void* out = slot;
   slot = block;
   if (out == nullptr) return nullptr;
-  void*& oldest = q.fifo[q.fifo_next++ % kQuarantineFifo];
+  void*& oldest = q.fifo[q.fifo_next++ & mask];
   void* leaving = oldest;
   oldest = out;
   return leaving;
