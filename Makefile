@@ -47,6 +47,7 @@ bench: release
 	  -DHAKMEM_TESTS=ON -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/hardened -j $(JOBS) --target hakmem
 	bash bench/run $(BENCH_ARGS)
+	bash bench/hardened-settings --out bench/results/hardened-settings.md
 
 gate: release
 	bash bench/gate
