@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <algorithm>
@@ -147,10 +148,21 @@ struct Expect {
   int cls;  // the size class for slab blocks, -1 otherwise
 };
 
+// The hardened library's end-of-block canary: 8 bytes after a slab block's
+// usable ones, so a request takes the class 8 bytes above it
+// (HAKMEM_HARDENED_CANARY, on unless 0; none in other builds).
+inline size_t model_canary_bytes() {
+  static const size_t bytes = [] {
+    const char* v = getenv("HAKMEM_HARDENED_CANARY");
+    return hakmem::kHardened && !(v != nullptr && strcmp(v, "0") == 0) ? size_t{8} : size_t{0};
+  }();
+  return bytes;
+}
+
 // What hak_malloc(n) hands out: slab classes up to 128 KiB, large spans up to
 // 2 MiB, huge mappings above.
 inline Expect expect_malloc(size_t n) {
-  if (n <= kMidMax) return {RunKind::kSlab, hakmem::size_to_class(n)};
+  if (n <= kMidMax && n + model_canary_bytes() <= kMidMax) return {RunKind::kSlab, hakmem::size_to_class(n + model_canary_bytes())};
   if (n <= kLargeMax) return {RunKind::kLarge, -1};
   return {RunKind::kHuge, -1};
 }
@@ -159,9 +171,9 @@ inline Expect expect_malloc(size_t n) {
 inline Expect expect_aligned(size_t align, size_t n) {
   if (align <= 16 && n <= kMidMax) {
     if (align == 16 && n < 16) n = 16;
-    return {RunKind::kSlab, hakmem::size_to_class(n)};
+    return expect_malloc(n);
   }
-  int cls = hakmem::size_to_aligned_class(n, align);
+  int cls = hakmem::size_to_aligned_class(n <= kMidMax ? n + model_canary_bytes() : n, align);
   if (cls >= 0) return {RunKind::kSlab, cls};
   if (n <= kLargeMax && align <= kLargeMax) return {RunKind::kLarge, -1};
   return {RunKind::kHuge, -1};
@@ -412,7 +424,8 @@ class HeapModel {
         fail("%p (%zu bytes, align %zu): tag class %d (%zu B), expected class %d (%zu B)", p, b.req, b.align, cls,
              class_size(cls), b.expect.cls, class_size(b.expect.cls));
       if (class_size(cls) < b.req) fail("%p: class %d (%zu B) smaller than the request %zu", p, cls, class_size(cls), b.req);
-      if (usable != class_size(cls)) fail("%p: usable size %zu, tag class size %zu", p, usable, class_size(cls));
+      if (usable != class_size(cls) - model_canary_bytes())
+        fail("%p: usable size %zu, tag class size %zu (canary %zu)", p, usable, class_size(cls), model_canary_bytes());
       if (run->kind != hakmem::RunKind::kSlab || run->cls != cls)
         fail("%p: slab descriptor kind %d class %d, tag class %d", p, static_cast<int>(run->kind), run->cls, cls);
       if (run->units != class_info(cls).slab_units || first + run->units <= unit)

@@ -61,6 +61,8 @@ void config_init() {
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
     g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);
   }
+  if (const char* b = getenv("HAKMEM_BACKGROUND"); b != nullptr && *b != '\0')
+    g_config.background = env_flag("HAKMEM_BACKGROUND", true) ? 1 : 0;
   if (const char* a = getenv("HAKMEM_ARENA")) {
     char* end = nullptr;
     unsigned long long mib = strtoull(a, &end, 10);

@@ -76,6 +76,9 @@ struct HAK_SEALED_PAGE Config {
   bool verbose = false;         // HAKMEM_VERBOSE=1
   bool ace_enabled = true;      // HAKMEM_ACE=0 disables the learner
   uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
+  // HAKMEM_BACKGROUND: 1 = a purge thread from the first allocation on,
+  // 0 = never one, unset = one once the process has a second thread (front.cc).
+  int8_t background = -1;
   // HAKMEM_ARENA: 0 = no segment arena (slab/slab.h); N = at most N MiB of it.
   uint64_t arena_max_mib = uint64_t{1} << 20;
   // The hardened variant's mitigations, each on there unless its

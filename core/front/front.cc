@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -29,6 +32,7 @@ using namespace hakmem;
 namespace {
 
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
+void purge_thread_maybe_start();
 HAK_NOINLINE void hardened_check_class(void* block, int cls);
 HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
 // Hardened: a block of class `cls` leaves the free lists for the program's
@@ -101,6 +105,11 @@ extern "C" void hak_free(void* p) {
 namespace {
 
 std::atomic<int> g_init_state{0};  // 0: not started, 1: running, 2: done
+// The purge thread (purge_thread_maybe_start): 0 none, 1 starting or
+// running, 2 paused (mallctl). Reset in a forked child, which has no such
+// thread.
+std::atomic<int> g_purge_thread{0};
+std::atomic<bool> g_purge_thread_asked{false};  // mallctl("background_thread", true)
 
 void fork_prepare() {
   thread_registry_fork_prepare();
@@ -115,6 +124,7 @@ void fork_parent() {
   thread_registry_fork_parent();
 }
 void fork_child() {
+  g_purge_thread.store(0, std::memory_order_relaxed);  // not in the child: started again when wanted
   ace_fork_child();
   large_fork_child();
   backend_fork_child();
@@ -157,12 +167,20 @@ void count_bad_free(void* p, bool ours) {
 
 bool in_our_memory(const void* p) { return segmap_kind(p) != kSlotForeign; }
 
-// Memory goes back to the OS on a clock (HAKMEM_DECAY_MS), without a thread
-// of hakmem's own: a background thread would turn single-threaded programs
-// into multi-threaded ones (unshare(CLONE_NEWUSER) then fails, fork gets
-// harder). Instead every slow path, and every kFreesPerPoll-th free of a
-// class (tls_cache_push), polls; at most one thread at a time does the work,
-// and each box's part only try-locks, so a poll never waits on a busy lock.
+// Memory goes back to the OS on a clock (HAKMEM_DECAY_MS). Every slow path,
+// and every kFreesPerPoll-th free of a class (tls_cache_push), polls; at
+// most one thread at a time does the work, and each box's part only
+// try-locks, so a poll never waits on a busy lock.
+//
+// A process that frees and then makes no call at all would never poll: the
+// purge thread polls for it (below), every quarter decay. It starts once
+// the process has a second thread (HAKMEM_BACKGROUND unset), from the first
+// allocation (HAKMEM_BACKGROUND=1, or jemalloc's "background_thread" set
+// through mallctl), or never (HAKMEM_BACKGROUND=0). Never in a process that
+// has only ever had one thread and has not asked: a thread of hakmem's own
+// would make it multi-threaded behind its back (unshare(CLONE_NEWUSER)
+// refuses such a process, and fork gets harder), and a single-threaded
+// program that goes idle has usually finished.
 std::atomic<uint64_t> g_next_decay_ms{0};
 
 void decay_poll() {
@@ -179,6 +197,69 @@ void decay_poll() {
   huge_cache_decay();
 }
 
+void* purge_thread_main(void*) {
+  // It never allocates (nothing here reaches malloc): it has no thread
+  // cache and never joins the registry. Paused (mallctl's
+  // "background_thread" set false), it only sleeps.
+  for (;;) {
+    const uint64_t ms = g_config.decay_ms / 4 + 1;
+    struct timespec t = {static_cast<time_t>(ms / 1000), static_cast<long>(ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0) {
+    }
+    if (g_purge_thread.load(std::memory_order_relaxed) == 1) decay_poll();
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void hakmem::front_purge_thread_request(bool on) {
+  if (on) {
+    g_purge_thread_asked.store(true, std::memory_order_relaxed);
+    int paused = 2;
+    g_purge_thread.compare_exchange_strong(paused, 1, std::memory_order_relaxed);
+    purge_thread_maybe_start();
+  } else {
+    g_purge_thread_asked.store(false, std::memory_order_relaxed);
+    int running = 1;
+    g_purge_thread.compare_exchange_strong(running, 2, std::memory_order_relaxed);  // 2: paused
+  }
+}
+bool hakmem::front_purge_thread_running() { return g_purge_thread.load(std::memory_order_relaxed) == 1; }
+
+namespace {
+
+// Called from the allocation slow paths, with no lock held: starts the purge
+// thread when it is wanted and not running. pthread_create may allocate (its
+// thread's TLS); that allocation finds the thread starting already.
+void purge_thread_maybe_start() {
+  if (HAK_LIKELY(g_purge_thread.load(std::memory_order_relaxed) != 0)) return;
+  // HAKMEM_BACKGROUND=0 wins over the program's own request (mallctl).
+  const bool wanted = g_config.background == 1 ||
+                      (g_config.background < 0 &&
+                       (g_purge_thread_asked.load(std::memory_order_relaxed) || thread_registry_ever() >= 2));
+  if (!wanted) return;
+  int expected = 0;
+  if (!g_purge_thread.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) return;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 256 << 10);
+  // Every signal blocked: the program's signals go to its own threads.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t thread;
+  const int err = pthread_create(&thread, &attr, purge_thread_main, nullptr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  pthread_attr_destroy(&attr);
+  if (err != 0) {
+    if (g_config.verbose) diag("hakmem: could not start the purge thread (error %d)", err);
+    return;  // stays 1: no retry on every slow path; the polls still run
+  }
+  pthread_setname_np(thread, "hakmem-purge");
+}
+
 void* small_alloc_slow(size_t bin_offset) {
   const int cls = static_cast<int>(tls_bin_offset_class(bin_offset));
   front_ensure_init();
@@ -188,6 +269,7 @@ void* small_alloc_slow(size_t bin_offset) {
     errno = ENOMEM;
     return nullptr;
   }
+  purge_thread_maybe_start();
   if (kHardened) {
     hardened_check_class(p, cls);  // its seal was checked when its link was read
     hardened_hand_out(p, cls);
@@ -299,6 +381,7 @@ void* big_alloc(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return nullptr;
   }
+  purge_thread_maybe_start();
   bool zeroed = false;
   void* p = large_alloc(size, align, &zeroed);
   if (p == nullptr) {

@@ -72,6 +72,22 @@ HAK_API void hak_stats_get(hak_stats* out);
 HAK_API void hak_stats_print(FILE* out);
 /* Returns cached and dirty memory to the OS now. */
 HAK_API void hak_trim(void);
+/* jemalloc's control interface, for programs written for jemalloc (the
+ * drop-in library exports it as `mallctl`). Names answered:
+ *   "epoch" (uint64_t, read/write: refreshes the figures below),
+ *   "stats.allocated", "stats.active", "stats.resident", "stats.mapped",
+ *   "stats.retained" (size_t, read-only),
+ *   "stats.arenas.<i>.pactive", "stats.arenas.<i>.pdirty",
+ *   "stats.arenas.<i>.pmuzzy" (size_t pages, read-only),
+ *   "arenas.narenas" (unsigned, read-only: 1),
+ *   "arena.<i>.purge", "arena.<i>.decay" (no value: hak_trim),
+ *   "thread.tcache.flush" (no value: the calling thread's cache),
+ *   "background_thread" (bool, read/write: the purge thread).
+ * <i> is 0, 1 (jemalloc's "every arena" as arenas.narenas) or 4096
+ * (MALLCTL_ARENAS_ALL). Returns 0, or as jemalloc does: ENOENT for an
+ * unknown name, EINVAL for a value of the wrong size (as much as fits is
+ * copied), EPERM for a write to a read-only name. */
+HAK_API int hak_mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen);
 /* Walks every segment and checks that tags, slab counts and free lists agree.
  * Returns the number of inconsistencies (0 when consistent). */
 HAK_API int hak_check_heap(void);

@@ -1,5 +1,7 @@
 #include "refill/refill.h"
 
+#include <atomic>
+
 #include "ace/ace.h"
 #include "central/central.h"
 #include "contracts/contracts.h"
@@ -14,7 +16,10 @@ Lock g_registry_lock;
 ThreadCache* g_registry = nullptr;
 pthread_key_t g_exit_key;
 
+std::atomic<uint64_t> g_threads_registered{0};
+
 void registry_add(ThreadCache* tc) {
+  g_threads_registered.fetch_add(1, std::memory_order_relaxed);
   LockGuard guard(g_registry_lock);
   tc->prev = nullptr;
   tc->next = g_registry;
@@ -211,6 +216,8 @@ void thread_registry_each(void (*fn)(const ThreadCache*, void*), void (*then)(vo
   then(arg);
 }
 
+uint64_t thread_registry_ever() { return g_threads_registered.load(std::memory_order_relaxed); }
+
 void thread_registry_fork_prepare() { g_registry_lock.lock(); }
 void thread_registry_fork_parent() { g_registry_lock.unlock(); }
 void thread_registry_fork_child() {
@@ -221,6 +228,7 @@ void thread_registry_fork_child() {
   for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next)
     if (tc != &t_cache) merge_counts(*tc);
   g_registry = nullptr;
+  g_threads_registered.store(t_cache.registered ? 1 : 0, std::memory_order_relaxed);  // single-threaded again
   if (t_cache.registered) {
     t_cache.next = t_cache.prev = nullptr;
     g_registry = &t_cache;

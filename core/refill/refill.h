@@ -25,6 +25,9 @@ void refill_flush_all();
 // reads the totals in `then` counts every thread exactly once.
 struct ThreadCache;
 void thread_registry_each(void (*fn)(const ThreadCache*, void*), void (*then)(void*), void* arg);
+// How many threads have ever registered a cache: 2 or more once the process
+// has been multi-threaded (the front's purge thread waits for that).
+uint64_t thread_registry_ever();
 void thread_registry_fork_prepare();
 void thread_registry_fork_parent();
 void thread_registry_fork_child();

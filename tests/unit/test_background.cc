@@ -1,0 +1,225 @@
+// Memory that goes back when the program goes quiet: the purge thread
+// (HAKMEM_BACKGROUND), and jemalloc's mallctl names that servers purge and
+// read their figures through. Each scenario runs in a fresh process of its
+// own (test_support::run_self), with the settings it needs.
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "hakmem.h"
+#include "tests/support/run_self.h"
+
+namespace {
+
+// Reads a "Name:   value" line of /proc/self/status without allocating
+// (the scenarios below must make no allocator call while they wait).
+long status_field(const char* name) {
+  char buf[4096];
+  int fd = open("/proc/self/status", O_RDONLY);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  const char* at = strstr(buf, name);
+  return at == nullptr ? -1 : strtol(at + strlen(name) + 1, nullptr, 10);
+}
+long rss_kib() { return status_field("VmRSS"); }
+long threads() { return status_field("Threads"); }
+
+void sleep_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) != 0) {
+  }
+}
+
+// Two threads allocate about 256 MiB of small and mid blocks and the main
+// thread frees them all; then it waits, making no allocator call, for
+// `wait_ms`, and prints how far the RSS came back above where it started.
+// (HAKMEM_DECAY_MS=200: two decay periods are 400 ms.)
+TEST(Background, ProbeFreeThenIdle) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the tests below";
+  const long wait_ms = atol(getenv("HAKMEM_TEST_PROBE"));
+  const long before = rss_kib();
+  std::vector<void*> blocks[2];
+  for (auto& v : blocks) v.reserve(600000);
+  std::thread workers[2];
+  for (int t = 0; t < 2; ++t)
+    workers[t] = std::thread([&v = blocks[t], t] {
+      size_t total = 0;
+      for (size_t i = 0; total < (size_t{128} << 20); ++i) {
+        size_t n = 16 + (i * 7919 + static_cast<size_t>(t)) % (i % 16 == 0 ? 4096 : 256);
+        char* p = static_cast<char*>(malloc(n));
+        p[0] = 1;
+        p[n - 1] = 2;
+        v.push_back(p);
+        total += n;
+      }
+    });
+  for (auto& w : workers) w.join();
+  const long loaded = rss_kib();
+  for (auto& v : blocks)
+    for (void* p : v) free(p);
+  // The vectors' own arrays (a few MiB) go too: nothing of the test's stays.
+  for (auto& v : blocks) std::vector<void*>().swap(v);
+  sleep_ms(wait_ms);
+  printf("probe: before=%ld loaded=%ld after=%ld threads=%ld\n", before, loaded, rss_kib(), threads());
+}
+
+struct Probe {
+  long before = -1, loaded = -1, after = -1, threads = -1;
+};
+Probe run_probe(const std::string& env, long wait_ms) {
+  int status = 0;
+  std::string line = test_support::run_self(env + " HAKMEM_TEST_PROBE=" + std::to_string(wait_ms),
+                                            "Background.ProbeFreeThenIdle", "probe: ", &status);
+  Probe p;
+  EXPECT_EQ(status, 0) << env;
+  EXPECT_EQ(sscanf(line.c_str(), "before=%ld loaded=%ld after=%ld threads=%ld", &p.before, &p.loaded, &p.after,
+                   &p.threads),
+            4)
+      << "probe said: " << line;
+  return p;
+}
+
+// By default a process that has had a second thread gets the purge thread:
+// freed and idle, it is back within 16 MiB of where it started within two
+// decay periods (and a bit), without one more allocator call.
+TEST(Background, IdleProcessGivesItsMemoryBack) {
+  for (int run = 0; run < 3; ++run) {
+    Probe p = run_probe("HAKMEM_DECAY_MS=200", 600);
+    ASSERT_GT(p.loaded - p.before, 200 * 1024) << "the probe did not load the heap";
+    EXPECT_LE(p.after - p.before, 16 * 1024) << "run " << run << ": RSS " << p.before << " -> " << p.loaded << " -> "
+                                             << p.after << " KiB";
+  }
+}
+
+// The same without the purge thread: the memory stays until the next call.
+// (What makes the test above a test of the thread.)
+TEST(Background, WithoutThePurgeThreadAnIdleProcessKeepsItsMemory) {
+  Probe p = run_probe("HAKMEM_DECAY_MS=200 HAKMEM_BACKGROUND=0", 600);
+  ASSERT_GT(p.loaded - p.before, 200 * 1024);
+  EXPECT_GT(p.after - p.before, 64 * 1024) << "RSS " << p.before << " -> " << p.loaded << " -> " << p.after;
+}
+
+// A single-threaded program that has not asked gets no thread of hakmem's
+// (unshare(CLONE_NEWUSER) needs a single-threaded process); one that asks
+// (HAKMEM_BACKGROUND=1) gets it from its first allocation.
+TEST(Background, ProbeThreads) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  std::vector<void*> v;
+  for (int i = 0; i < 100000; ++i) v.push_back(malloc(16 + i % 3000));
+  void* big = malloc(5 << 20);
+  for (void* p : v) free(p);
+  free(big);
+  sleep_ms(300);
+  printf("probe: threads=%ld\n", threads());
+}
+TEST(Background, SingleThreadedProgramStaysSingleThreaded) {
+  for (const char* env : {"HAKMEM_DECAY_MS=100", "HAKMEM_DECAY_MS=100 HAKMEM_BACKGROUND=1"}) {
+    int status = 0;
+    std::string line = test_support::run_self(std::string(env) + " HAKMEM_TEST_PROBE=1", "Background.ProbeThreads",
+                                              "probe: ", &status);
+    EXPECT_EQ(status, 0);
+    EXPECT_EQ(line, strstr(env, "BACKGROUND") != nullptr ? "threads=2\n" : "threads=1\n") << env;
+  }
+}
+
+// ---- mallctl ----
+
+TEST(Mallctl, FiguresFollowTheHeap) {
+  uint64_t epoch = 1;
+  size_t sz = sizeof epoch;
+  ASSERT_EQ(hak_mallctl("epoch", &epoch, &sz, &epoch, sz), 0);
+  size_t allocated = 0, active = 0, resident = 0, mapped = 0;
+  sz = sizeof(size_t);
+  ASSERT_EQ(hak_mallctl("stats.allocated", &allocated, &sz, nullptr, 0), 0);
+  std::vector<void*> v;
+  for (int i = 0; i < 1000; ++i) v.push_back(malloc(64 << 10));  // 64 MiB
+  for (void* p : v) memset(p, 1, 64 << 10);
+  ASSERT_EQ(hak_mallctl("epoch", &epoch, &sz, &epoch, sizeof epoch), 0);
+  size_t now = 0;
+  ASSERT_EQ(hak_mallctl("stats.allocated", &now, &sz, nullptr, 0), 0);
+  ASSERT_EQ(hak_mallctl("stats.active", &active, &sz, nullptr, 0), 0);
+  ASSERT_EQ(hak_mallctl("stats.resident", &resident, &sz, nullptr, 0), 0);
+  ASSERT_EQ(hak_mallctl("stats.mapped", &mapped, &sz, nullptr, 0), 0);
+  // (Blocks in thread caches count as in use until they leave them: most, not all, of the 64 MiB.)
+  EXPECT_GE(now, allocated + (size_t{56} << 20)) << "stats.allocated did not see 64 MiB more";
+  EXPECT_GE(active, now);
+  EXPECT_GE(resident, size_t{64} << 20);
+  EXPECT_GE(mapped, resident);
+  unsigned narenas = 0;
+  size_t usz = sizeof narenas;
+  ASSERT_EQ(hak_mallctl("arenas.narenas", &narenas, &usz, nullptr, 0), 0);
+  EXPECT_EQ(narenas, 1u);
+  for (void* p : v) free(p);
+}
+
+// What redis does after FLUSHALL: arena.<narenas>.purge. The freed memory
+// leaves the process at once, though the decay (10 s here) has not come.
+TEST(Mallctl, PurgeGivesFreedMemoryBack) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) {
+    int status = 0;
+    std::string line = test_support::run_self("HAKMEM_DECAY_MS=10000 HAKMEM_BACKGROUND=0 HAKMEM_TEST_PROBE=1",
+                                              "Mallctl.PurgeGivesFreedMemoryBack", "probe: ", &status);
+    EXPECT_EQ(status, 0);
+    long loaded = 0, freed = 0, purged = 0;
+    ASSERT_EQ(sscanf(line.c_str(), "loaded=%ld freed=%ld purged=%ld", &loaded, &freed, &purged), 3) << line;
+    EXPECT_GT(freed, loaded / 2) << "freed memory went back before the purge: nothing to see";
+    EXPECT_LT(purged, freed - 64 * 1024) << "purge gave back less than 64 MiB";
+    return;
+  }
+  std::vector<void*> v;
+  for (int i = 0; i < 400000; ++i) v.push_back(malloc(16 + (i * 31) % 600));  // about 120 MiB
+  for (void* p : v) memset(p, 1, 16);
+  const long loaded = rss_kib();
+  for (void* p : v) free(p);
+  std::vector<void*>().swap(v);
+  const long freed = rss_kib();
+  ASSERT_EQ(hak_mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0), 0);
+  printf("probe: loaded=%ld freed=%ld purged=%ld\n", loaded, freed, rss_kib());
+}
+
+TEST(Mallctl, AnswersAsJemallocDoes) {
+  size_t value = 0, sz = sizeof value;
+  EXPECT_EQ(hak_mallctl("no.such.name", &value, &sz, nullptr, 0), ENOENT);
+  EXPECT_EQ(hak_mallctl("opt.narenas", &value, &sz, nullptr, 0), ENOENT);
+  EXPECT_EQ(hak_mallctl("arena.7.purge", nullptr, nullptr, nullptr, 0), ENOENT);
+  EXPECT_EQ(hak_mallctl("arena.0.purge", nullptr, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(hak_mallctl("arena.1.decay", nullptr, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(hak_mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(hak_mallctl("stats.allocated", &value, &sz, &value, sizeof value), EPERM) << "a read-only name written";
+  uint32_t small = 0;
+  size_t small_sz = sizeof small;
+  EXPECT_EQ(hak_mallctl("stats.allocated", &small, &small_sz, nullptr, 0), EINVAL) << "a value of the wrong size";
+  EXPECT_EQ(small_sz, sizeof small);
+  size_t pages = 0;
+  EXPECT_EQ(hak_mallctl("stats.arenas.4096.pdirty", &pages, &sz, nullptr, 0), 0);
+  bool on = false;
+  size_t bsz = sizeof on;
+  EXPECT_EQ(hak_mallctl("background_thread", &on, &bsz, nullptr, 0), 0);
+}
+
+// Programs linked to jemalloc call `mallctl`; under LD_PRELOAD the drop-in
+// library's answers them.
+extern "C" int mallctl(const char*, void*, size_t*, void*, size_t) __attribute__((weak));
+TEST(Mallctl, TheDropInLibraryExportsIt) {
+  ASSERT_NE(&mallctl, nullptr);
+  unsigned narenas = 0;
+  size_t sz = sizeof narenas;
+  EXPECT_EQ(mallctl("arenas.narenas", &narenas, &sz, nullptr, 0), 0);
+  EXPECT_EQ(narenas, 1u);
+}
+
+}  // namespace
