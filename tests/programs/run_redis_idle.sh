@@ -16,43 +16,8 @@
 source "$(dirname "$0")/common.sh"
 HAKMEM_LIB=$1; KEYS=${2:-300000}
 check_lib "$HAKMEM_LIB"
-need redis-server redis-benchmark redis-cli
-make_tmp
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-cli() { timeout 30 redis-cli -h 127.0.0.1 -p "$PORT" "$@"; }
-REDIS_PID=""  # the server itself ($SERVER_PID is the timeout wrapping it)
+source "$(dirname "$0")/redis_common.sh"
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$REDIS_PID/status"; }
-
-start_server() {  # start_server MODE: sets PORT, SERVER_PID
-  local mode=$1 try i
-  for try in 1 2 3 4 5 6 7 8; do
-    PORT=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-    timeout -k 5 300 env "$(allocator_env "$mode")" redis-server \
-      --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-      --dir "$TMP" --logfile "$TMP/$mode.log" --lazyfree-lazy-user-flush no \
-      >"$TMP/$mode.stdout" 2>&1 &
-    SERVER_PID=$!
-    for i in $(seq 1 100); do
-      if [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = PONG ]; then
-        REDIS_PID=$(cli info server | tr -d '\r' | awk -F: '$1 == "process_id" {print $2}')
-        return 0
-      fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  done
-  fail "$mode: could not start redis-server"
-}
 
 load() {  # load MODE: KEYS random keys; prints the loaded RSS
   timeout 120 redis-benchmark -h 127.0.0.1 -p "$PORT" -q -n "$KEYS" -r "$KEYS" -d 300 -P 32 -t set \
@@ -64,7 +29,7 @@ load() {  # load MODE: KEYS random keys; prints the loaded RSS
 
 session() {  # session MODE: prints "loaded flushed loaded_again flushed_async" in KiB
   local mode=$1
-  start_server "$mode"
+  start_server "$mode" --lazyfree-lazy-user-flush no >&2
   local a b c d
   a=$(load "$mode")
   cli flushall sync >/dev/null
