@@ -9,8 +9,9 @@
 #   2. the same load, FLUSHALL ASYNC (freed on redis's lazy-free thread; no
 #      purge call), 3 s idle, no client call: below 85% of the loaded RSS,
 #      the purge thread's work (without it the server stays at 100%). It
-#      ends at 20-73 MiB of 90: slabs that the learned cache sizes keep
-#      partly used do not come back yet (issue 12; with HAKMEM_ACE=0, 20).
+#      ends at 20-73 MiB of 90: the lazy-free thread, idle now, keeps up to
+#      its learned cache capacity (2048 blocks a class), and each block its
+#      slab; idle threads' caches are not trimmed yet (issue 12).
 # The same session on the server's own allocator (Debian's redis is linked
 # to jemalloc) is printed beside it for comparison, not checked.
 source "$(dirname "$0")/common.sh"
