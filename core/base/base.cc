@@ -44,10 +44,44 @@ void secrets_init() {
 }
 
 
-static bool env_flag(const char* name, bool fallback) {
+// Settings are checked: a value that is not one gets one line on stderr
+// naming the variable and the value used instead, never a silent default.
+static const char* env_value(const char* name) {
   const char* v = getenv(name);
-  if (v == nullptr || *v == '\0') return fallback;
-  return !(v[0] == '0' && v[1] == '\0');
+  return v == nullptr || *v == '\0' ? nullptr : v;
+}
+
+// A flag: "0" off, "1" on.
+static bool env_flag(const char* name, bool fallback) {
+  const char* v = env_value(name);
+  if (v == nullptr) return fallback;
+  if (strcmp(v, "0") == 0) return false;
+  if (strcmp(v, "1") == 0) return true;
+  diag("hakmem: %s=%s is not 0 or 1; using the default, %d", name, v, fallback ? 1 : 0);
+  return fallback;
+}
+
+// A whole number of `unit` in [0, max], digits only.
+static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, const char* unit) {
+  const char* v = env_value(name);
+  if (v == nullptr) return fallback;
+  uint64_t n = 0;
+  bool ok = true;
+  for (const char* c = v; *c != '\0' && ok; ++c) {
+    ok = *c >= '0' && *c <= '9' && n <= (UINT64_MAX - 9) / 10;
+    n = n * 10 + static_cast<uint64_t>(*c - '0');
+  }
+  if (!ok) {
+    diag("hakmem: %s=%s is not a number of %s; using the default, %llu", name, v, unit,
+         static_cast<unsigned long long>(fallback));
+    return fallback;
+  }
+  if (n > max) {
+    diag("hakmem: %s=%s is above the most, %llu %s; using %llu", name, v, static_cast<unsigned long long>(max), unit,
+         static_cast<unsigned long long>(max));
+    return max;
+  }
+  return n;
 }
 
 void config_init() {
@@ -61,18 +95,12 @@ void config_init() {
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
     g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);
   }
-  if (const char* b = getenv("HAKMEM_BACKGROUND"); b != nullptr && *b != '\0')
-    g_config.background = env_flag("HAKMEM_BACKGROUND", true) ? 1 : 0;
-  if (const char* a = getenv("HAKMEM_ARENA")) {
-    char* end = nullptr;
-    unsigned long long mib = strtoull(a, &end, 10);
-    if (end != a) g_config.arena_max_mib = mib < g_config.arena_max_mib ? mib : g_config.arena_max_mib;
+  if (const char* b = env_value("HAKMEM_BACKGROUND")) {
+    if (strcmp(b, "0") == 0 || strcmp(b, "1") == 0) g_config.background = b[0] == '1' ? 1 : 0;
+    else diag("hakmem: HAKMEM_BACKGROUND=%s is not 0 or 1; using the default (a purge thread once the process has a second thread)", b);
   }
-  if (const char* d = getenv("HAKMEM_DECAY_MS")) {
-    char* end = nullptr;
-    unsigned long ms = strtoul(d, &end, 10);
-    if (end != d) g_config.decay_ms = ms > 600000 ? 600000u : static_cast<uint32_t>(ms);
-  }
+  g_config.arena_max_mib = env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "MiB");
+  g_config.decay_ms = static_cast<uint32_t>(env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "milliseconds"));
 }
 
 namespace {

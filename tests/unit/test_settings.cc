@@ -1,0 +1,54 @@
+// Every HAKMEM_* setting is checked when the process starts: a value that is
+// not one gets one line on stderr naming the variable and the value used
+// instead; a good value gets none. Each case runs in a fresh process.
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "tests/support/run_self.h"
+
+namespace {
+
+TEST(Settings, ProbeForTheParent) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the tests below";
+  free(malloc(100));  // settings are read at the first allocation
+  printf("probe: done\n");
+}
+
+// What the process wrote that starts with "hakmem: " (the first such line).
+std::string warning(const std::string& env) {
+  int status = 0;
+  std::string line = test_support::run_self(env + " HAKMEM_TEST_PROBE=1", "Settings.ProbeForTheParent", "hakmem: ", &status);
+  EXPECT_EQ(status, 0) << env;
+  return line;
+}
+
+TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
+  const struct {
+    const char* env;
+    const char* said;
+  } cases[] = {
+      {"HAKMEM_DECAY_MS=abc", "HAKMEM_DECAY_MS=abc is not a number of milliseconds; using the default, 1000\n"},
+      {"HAKMEM_DECAY_MS=12x", "HAKMEM_DECAY_MS=12x is not a number of milliseconds; using the default, 1000\n"},
+      {"HAKMEM_DECAY_MS=700000", "HAKMEM_DECAY_MS=700000 is above the most, 600000 milliseconds; using 600000\n"},
+      {"HAKMEM_ARENA=-5", "HAKMEM_ARENA=-5 is not a number of MiB; using the default, 1048576\n"},
+      {"HAKMEM_ARENA=99999999999999999999999", "HAKMEM_ARENA=99999999999999999999999 is not a number of MiB; using the default, 1048576\n"},
+      {"HAKMEM_STATS=yes", "HAKMEM_STATS=yes is not 0 or 1; using the default, 0\n"},
+      {"HAKMEM_ACE=off", "HAKMEM_ACE=off is not 0 or 1; using the default, 1\n"},
+      {"HAKMEM_VERBOSE=2", "HAKMEM_VERBOSE=2 is not 0 or 1; using the default, 0\n"},
+      {"HAKMEM_BACKGROUND=on",
+       "HAKMEM_BACKGROUND=on is not 0 or 1; using the default (a purge thread once the process has a second thread)\n"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(warning(c.env), c.said) << c.env;
+}
+
+TEST(Settings, GoodValuesSayNothing) {
+  for (const char* env : {"HAKMEM_DECAY_MS=250", "HAKMEM_DECAY_MS=0", "HAKMEM_ARENA=64", "HAKMEM_ACE=0",
+                          "HAKMEM_BACKGROUND=0", "HAKMEM_DECAY_MS="})
+    EXPECT_EQ(warning(env), "") << env;
+}
+
+}  // namespace
