@@ -51,14 +51,18 @@ static const char* env_value(const char* name) {
   return v == nullptr || *v == '\0' ? nullptr : v;
 }
 
-// A flag: "0" off, "1" on.
-static bool env_flag(const char* name, bool fallback) {
+// A flag: 1 for "1", 0 for "0", -1 when unset or empty, or -1 with a
+// warning for anything else (`default_said` ends it: what is used instead).
+static int env_switch(const char* name, const char* default_said) {
   const char* v = env_value(name);
-  if (v == nullptr) return fallback;
-  if (strcmp(v, "0") == 0) return false;
-  if (strcmp(v, "1") == 0) return true;
-  diag("hakmem: %s=%s is not 0 or 1; using the default, %d", name, v, fallback ? 1 : 0);
-  return fallback;
+  if (v == nullptr) return -1;
+  if (strcmp(v, "0") == 0 || strcmp(v, "1") == 0) return v[0] - '0';
+  diag("hakmem: %s=%s is not 0 or 1; using the default%s", name, v, default_said);
+  return -1;
+}
+static bool env_flag(const char* name, bool fallback) {
+  const int v = env_switch(name, fallback ? ", 1" : ", 0");
+  return v < 0 ? fallback : v == 1;
 }
 
 // A whole number of `unit` in [0, max], digits only.
@@ -95,10 +99,8 @@ void config_init() {
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
     g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);
   }
-  if (const char* b = env_value("HAKMEM_BACKGROUND")) {
-    if (strcmp(b, "0") == 0 || strcmp(b, "1") == 0) g_config.background = b[0] == '1' ? 1 : 0;
-    else diag("hakmem: HAKMEM_BACKGROUND=%s is not 0 or 1; using the default (a purge thread once the process has a second thread)", b);
-  }
+  g_config.background = static_cast<int8_t>(
+      env_switch("HAKMEM_BACKGROUND", " (a purge thread once the process has a second thread)"));
   g_config.arena_max_mib = env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "MiB");
   g_config.decay_ms = static_cast<uint32_t>(env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "milliseconds"));
 }

@@ -92,6 +92,9 @@ struct HAK_SEALED_PAGE Config {
 };
 extern Config g_config;
 void config_init();
+// Hardened guard pages (around huge headers, after large spans, over cached
+// huge mappings): on unless HAKMEM_HARDENED_GUARDS=0; never in release.
+HAK_INLINE bool hardened_guards() { return kHardened && g_config.guard_pages; }
 
 // ---- memory-checker annotations ----
 // The asan build poisons every byte that is not in the program's hands

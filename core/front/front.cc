@@ -32,7 +32,6 @@ using namespace hakmem;
 namespace {
 
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
-void purge_thread_maybe_start();
 HAK_NOINLINE void hardened_check_class(void* block, int cls);
 HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
 // Hardened: a block of class `cls` leaves the free lists for the program's
@@ -106,8 +105,8 @@ namespace {
 
 std::atomic<int> g_init_state{0};  // 0: not started, 1: running, 2: done
 // The purge thread (purge_thread_maybe_start): 0 none, 1 starting or
-// running, 2 paused (mallctl). Reset in a forked child, which has no such
-// thread.
+// running, 2 paused (mallctl), 3 could not be started. Reset in a forked
+// child, which has no such thread.
 std::atomic<int> g_purge_thread{0};
 std::atomic<bool> g_purge_thread_asked{false};  // mallctl("background_thread", true)
 
@@ -125,6 +124,7 @@ void fork_parent() {
 }
 void fork_child() {
   g_purge_thread.store(0, std::memory_order_relaxed);  // not in the child: started again when wanted
+  mallctl_fork_child();
   ace_fork_child();
   large_fork_child();
   backend_fork_child();
@@ -211,24 +211,6 @@ void* purge_thread_main(void*) {
   return nullptr;
 }
 
-}  // namespace
-
-void hakmem::front_purge_thread_request(bool on) {
-  if (on) {
-    g_purge_thread_asked.store(true, std::memory_order_relaxed);
-    int paused = 2;
-    g_purge_thread.compare_exchange_strong(paused, 1, std::memory_order_relaxed);
-    purge_thread_maybe_start();
-  } else {
-    g_purge_thread_asked.store(false, std::memory_order_relaxed);
-    int running = 1;
-    g_purge_thread.compare_exchange_strong(running, 2, std::memory_order_relaxed);  // 2: paused
-  }
-}
-bool hakmem::front_purge_thread_running() { return g_purge_thread.load(std::memory_order_relaxed) == 1; }
-
-namespace {
-
 // Called from the allocation slow paths, with no lock held: starts the purge
 // thread when it is wanted and not running. pthread_create may allocate (its
 // thread's TLS); that allocation finds the thread starting already.
@@ -255,10 +237,29 @@ void purge_thread_maybe_start() {
   pthread_attr_destroy(&attr);
   if (err != 0) {
     if (g_config.verbose) diag("hakmem: could not start the purge thread (error %d)", err);
-    return;  // stays 1: no retry on every slow path; the polls still run
+    g_purge_thread.store(3, std::memory_order_relaxed);  // no retry on every slow path; the polls still run
+    return;
   }
   pthread_setname_np(thread, "hakmem-purge");
 }
+
+}  // namespace
+
+void hakmem::front_purge_thread_request(bool on) {
+  if (on) {
+    g_purge_thread_asked.store(true, std::memory_order_relaxed);
+    int paused = 2;
+    g_purge_thread.compare_exchange_strong(paused, 1, std::memory_order_relaxed);
+    purge_thread_maybe_start();
+  } else {
+    g_purge_thread_asked.store(false, std::memory_order_relaxed);
+    int running = 1;
+    g_purge_thread.compare_exchange_strong(running, 2, std::memory_order_relaxed);  // 2: paused
+  }
+}
+bool hakmem::front_purge_thread_running() { return g_purge_thread.load(std::memory_order_relaxed) == 1; }
+
+namespace {
 
 void* small_alloc_slow(size_t bin_offset) {
   const int cls = static_cast<int>(tls_bin_offset_class(bin_offset));
@@ -350,7 +351,7 @@ void hardened_free(void* p, uint16_t bin_offset) {
   if (canary_bytes() != 0 && HAK_UNLIKELY(*block_canary_slot(p, size) != block_canary(p)))
     fatal("hakmem: free(%p): the %zu bytes after the block's %zu usable ones were overwritten (a heap overflow); aborting",
           p, kCanaryBytes, size - kCanaryBytes);
-  if (g_config.zero_on_free && size > 16) block_clear_after_link(p, size);  // before the checker poisons it
+  if (g_config.zero_on_free) block_clear_after_link(p, size);  // before the checker poisons it
   annotate_free(p, size);
   if (g_config.quarantine && !t_cache.exited) {
     block_mark_quarantined(p);

@@ -12,5 +12,7 @@ void front_ensure_init();
 // or lets it idle; whether it runs and purges.
 void front_purge_thread_request(bool on);
 bool front_purge_thread_running();
+// mallctl's figures (mallctl.cc): their lock made usable in a forked child.
+void mallctl_fork_child();
 
 }  // namespace hakmem

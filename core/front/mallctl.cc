@@ -21,10 +21,11 @@ namespace {
 struct Snapshot {
   size_t allocated, active, resident, mapped, dirty;
 };
-Snapshot g_snapshot;
+Snapshot g_snapshot;  // under g_snapshot_lock: threads may read and refresh it at once
+Lock g_snapshot_lock;
 std::atomic<uint64_t> g_epoch{0};
 
-void refresh() {
+void refresh_locked() {
   hak_stats s;
   hak_stats_get(&s);
   Snapshot n;
@@ -38,6 +39,13 @@ void refresh() {
   n.resident = s.rss_bytes < s.bytes_mapped ? s.rss_bytes : s.bytes_mapped;
   if (n.resident < n.active && s.rss_bytes >= n.active) n.resident = n.active;
   g_snapshot = n;
+}
+
+// The figures now (`refresh`: taken anew first, as "epoch" does).
+Snapshot snapshot(bool refresh) {
+  LockGuard guard(g_snapshot_lock);
+  if (refresh || g_snapshot.mapped == 0) refresh_locked();  // figures read before any "epoch"
+  return g_snapshot;
 }
 
 // Copies a value out as jemalloc does: nothing asked, nothing done; a
@@ -80,26 +88,29 @@ int arena_name(const char* name, const char* prefix, const char* suffix) {
 
 }  // namespace
 
+// A thread may have held the lock when another forked.
+void hakmem::mallctl_fork_child() { g_snapshot_lock.reinit_in_child(); }
+
 extern "C" int hak_mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
   if (name == nullptr) return EINVAL;
   front_ensure_init();
   if (strcmp(name, "epoch") == 0) {
     if (newp != nullptr && newlen != sizeof(uint64_t)) return EINVAL;
-    refresh();
+    snapshot(true);
     const uint64_t epoch = newp != nullptr ? g_epoch.fetch_add(1) + 1 : g_epoch.load();
     return copy_out(oldp, oldlenp, epoch);
   }
-  if (g_epoch.load() == 0 && g_snapshot.mapped == 0) refresh();  // figures read before any "epoch"
-  if (strcmp(name, "stats.allocated") == 0) return read_only(oldp, oldlenp, newp, newlen, g_snapshot.allocated);
-  if (strcmp(name, "stats.active") == 0) return read_only(oldp, oldlenp, newp, newlen, g_snapshot.active);
-  if (strcmp(name, "stats.resident") == 0) return read_only(oldp, oldlenp, newp, newlen, g_snapshot.resident);
-  if (strcmp(name, "stats.mapped") == 0) return read_only(oldp, oldlenp, newp, newlen, g_snapshot.mapped);
+  const Snapshot now = snapshot(false);
+  if (strcmp(name, "stats.allocated") == 0) return read_only(oldp, oldlenp, newp, newlen, now.allocated);
+  if (strcmp(name, "stats.active") == 0) return read_only(oldp, oldlenp, newp, newlen, now.active);
+  if (strcmp(name, "stats.resident") == 0) return read_only(oldp, oldlenp, newp, newlen, now.resident);
+  if (strcmp(name, "stats.mapped") == 0) return read_only(oldp, oldlenp, newp, newlen, now.mapped);
   if (strcmp(name, "stats.retained") == 0) return read_only(oldp, oldlenp, newp, newlen, size_t{0});
   if (strcmp(name, "arenas.narenas") == 0) return read_only(oldp, oldlenp, newp, newlen, 1u);
   struct PageFigure {
     const char* suffix;
     size_t bytes;
-  } pages[] = {{".pactive", g_snapshot.active}, {".pdirty", g_snapshot.dirty}, {".pmuzzy", 0}};
+  } pages[] = {{".pactive", now.active}, {".pdirty", now.dirty}, {".pmuzzy", 0}};
   for (const PageFigure& f : pages) {
     int m = arena_name(name, "stats.arenas.", f.suffix);
     if (m < 0) return ENOENT;

@@ -27,8 +27,7 @@ struct HugeHeader {
   size_t map_size;  // the whole mapping, prefix included
 };
 
-bool huge_guards() { return kHardened && g_config.guard_pages; }
-size_t huge_prefix() { return huge_guards() ? 3 * kOsPageSize : kOsPageSize; }
+size_t huge_prefix() { return hardened_guards() ? 3 * kOsPageSize : kOsPageSize; }
 uint64_t huge_check(const void* user, size_t map_size) {
   return keyed_mix(reinterpret_cast<uintptr_t>(user) ^ mix64(map_size), g_secrets.header, ~g_secrets.header);
 }
@@ -49,13 +48,13 @@ size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 // The mapping's start, given its block.
 char* huge_base(const void* user) { return const_cast<char*>(static_cast<const char*>(user)) - huge_prefix(); }
 HugeHeader* huge_header(const void* user) {
-  return reinterpret_cast<HugeHeader*>(huge_base(user) + (huge_guards() ? kOsPageSize : 0));
+  return reinterpret_cast<HugeHeader*>(huge_base(user) + (hardened_guards() ? kOsPageSize : 0));
 }
 
 // Guard pages on (or off, before the kernel moves or resizes the mapping:
 // it moves one mapping of one protection) the prefix of the mapping at `base`.
 void huge_protect_prefix(char* base, bool guard) {
-  if (!huge_guards()) return;
+  if (!hardened_guards()) return;
   if (guard) {
     os_protect_none(base, kOsPageSize);
     os_protect_none(base + 2 * kOsPageSize, kOsPageSize);
@@ -166,7 +165,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     e = cache_take_locked(map_size);
   }
   if (e.base != nullptr) {
-    if (huge_guards()) os_protect_rw(e.base, e.map_size);  // see huge_free
+    if (hardened_guards()) os_protect_rw(e.base, e.map_size);  // see huge_free
     // A cached mapping's pages are resident: reusing them spares the faults
     // that made allocate/free loops of huge blocks slow. One up to 8 times
     // the request is handed out whole (trimming it would make the next,
@@ -216,7 +215,7 @@ void huge_free(HugeHeader* h) {
     if (g_config.zero_on_free) os_clear_resident(base + huge_prefix(), map_size - huge_prefix());
     // While cached the whole mapping is PROT_NONE: a dangling pointer's
     // read or write faults instead of reaching the next owner's data.
-    if (huge_guards()) os_protect_none(base, map_size);
+    if (hardened_guards()) os_protect_none(base, map_size);
   }
   LockGuard guard(g_huge_lock);
   uint64_t now = os_now_ms();

@@ -336,7 +336,7 @@ void carve_window_randomly(Slab* s, const ClassInfo& ci) {
 
 }  // namespace
 
-size_t backend_span_guard_bytes() { return kHardened && g_config.guard_pages ? kOsPageSize : 0; }
+size_t backend_span_guard_bytes() { return hardened_guards() ? kOsPageSize : 0; }
 
 Segment* slab_segment(const Slab* run) {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(run) & ~(kHeaderStride - 1));
@@ -368,7 +368,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   }
   bool fresh = claim_units_locked(seg, first, first, units, kind, cls);
   if (zeroed != nullptr) *zeroed = fresh;
-  if (seg->guard_mask != 0 || kind == RunKind::kLarge) run_guards_locked(seg, first, units, kind == RunKind::kLarge);
+  run_guards_locked(seg, first, units, kind == RunKind::kLarge);
   Slab* run = &seg->slabs[first];
   *run = Slab{};
   run->units = static_cast<uint16_t>(units);

@@ -3,7 +3,6 @@
 // read their figures through. Each scenario runs in a fresh process of its
 // own (test_support::run_self), with the settings it needs.
 #include <errno.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,24 +17,13 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/proc_self.h"
 #include "tests/support/run_self.h"
 
 namespace {
 
-// Reads a "Name:   value" line of /proc/self/status without allocating
-// (the scenarios below must make no allocator call while they wait).
-long status_field(const char* name) {
-  char buf[4096];
-  int fd = open("/proc/self/status", O_RDONLY);
-  if (fd < 0) return -1;
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return -1;
-  buf[n] = '\0';
-  const char* at = strstr(buf, name);
-  return at == nullptr ? -1 : strtol(at + strlen(name) + 1, nullptr, 10);
-}
-long rss_kib() { return status_field("VmRSS"); }
+using test_support::status_field;
+long rss_kib() { return static_cast<long>(test_support::rss_bytes() / 1024); }
 long threads() { return status_field("Threads"); }
 
 bool hakmem_is_hardened() {

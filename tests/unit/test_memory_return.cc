@@ -1,6 +1,5 @@
 // Returning memory (DESIGN.md §1): freed memory goes back to the OS after a
 // short decay; RSS stays close to the live heap.
-#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <malloc.h>
@@ -20,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/proc_self.h"
 
 extern char** environ;
 
@@ -27,19 +27,7 @@ namespace {
 
 constexpr size_t KiB = 1024, MiB = 1024 * 1024, GiB = 1024 * MiB;
 
-// Resident set size from /proc/self/statm (second field, in pages).
-size_t rss_bytes() {
-  int fd = open("/proc/self/statm", O_RDONLY);
-  if (fd < 0) return 0;
-  char buf[256];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return 0;
-  buf[n] = '\0';
-  unsigned long size = 0, resident = 0;
-  if (sscanf(buf, "%lu %lu", &size, &resident) != 2) return 0;
-  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
+using test_support::rss_bytes;
 
 size_t random_small_or_mid(std::mt19937_64& rng) {
   // Log-uniform between 16 B and 128 KiB.
