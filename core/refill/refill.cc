@@ -128,6 +128,26 @@ void bury_foreign_block(TlsBin& bin, int cls) {
   ++t_cache.counters[cls].refills;
 }
 
+// A thread that flushes a class again and again without a refill between
+// frees blocks that other threads allocate (a consumer, a lazy-free or
+// garbage-collector thread) and does not allocate them back. A full cache
+// of them saves it nothing (it flushes one batch per batch of frees
+// whatever its capacity), and when it goes quiet each block it still holds
+// keeps a slab from going back to the OS: redis's lazy-free thread, idle
+// after FLUSHALL ASYNC, held 2048 blocks of a class in as many slabs. Such
+// a bin keeps one batch; its next refill gives it its policy's capacity
+// again. Four flushes in a row: a thread that frees what it allocated in
+// waves larger than its cache sheds too, and pays one refill per wave.
+constexpr uint16_t kDrainingAfterFlushes = 4;
+void shed_if_draining(TlsBin& bin, int cls) {
+  uint16_t& streak = t_cache.flushes_in_a_row[cls];
+  if (streak < kDrainingAfterFlushes) ++streak;
+  if (streak < kDrainingAfterFlushes || bin.cap <= bin.batch) return;
+  const uint32_t count = tls_bin_count(bin);
+  bin.cap = bin.batch;
+  bin.room = static_cast<int32_t>(bin.cap) - static_cast<int32_t>(count);  // below 0: the next frees flush on
+}
+
 }  // namespace
 
 void refill_init() {
@@ -155,6 +175,7 @@ void* refill_alloc(int cls) {
   uint32_t n = central_take(cls, bin.batch, &head);
   if (n == 0) return nullptr;
   HAK_CONTRACT(contracts::block_moved(head, contracts::Place::kTls, contracts::Place::kUser));
+  t_cache.flushes_in_a_row[cls] = 0;
   ClassCounters& k = t_cache.counters[cls];
   ++k.misses;
   ++k.refills;
@@ -191,6 +212,7 @@ void refill_flush(int cls) {
   central_give(cls, head, n);
   ++t_cache.counters[cls].flushes;
   report_event(cls, AceEventKind::kFlush);
+  shed_if_draining(bin, cls);
 }
 
 void refill_flush_all() {

@@ -71,6 +71,7 @@ struct ThreadCache {
   ClassCounters counters[kNumClasses];      // slow-path counts: misses, refills, flushes
   int64_t free_ticks_granted[kNumClasses];  // sum of every grant to a bin's free_tick
   uint64_t ops_at_last_event[kNumClasses];  // allocs + frees when ACE last heard from a class
+  uint16_t flushes_in_a_row[kNumClasses];   // since the class's last refill (refill_flush)
   ThreadCache* next;                        // registry of live threads (stats)
   ThreadCache* prev;
   bool registered;

@@ -352,6 +352,64 @@ TEST(Threads, ThreadExitHandsCacheBack) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
+// A thread that only frees a class (a consumer of another thread's blocks)
+// and then waits keeps one batch of it, not its cache's capacity: each block
+// it holds would keep its slab from going back, and an idle thread never
+// comes back to hand them over. 1 KiB blocks, 64 to a slab, freed in random
+// order: every cached block tends to sit in a slab of its own.
+TEST(Threads, AConsumerThatGoesIdleKeepsOneBatch) {
+  Watchdog dog(60);
+  constexpr size_t kSize = 1024, kBlocks = 16384;  // 16 MiB: 256 slabs
+  int cls = -1;
+  for (int c = 0; c < kNumClasses; ++c)
+    if (class_size(c) == kSize) cls = c;
+  ASSERT_GE(cls, 0);
+  // One batch of a class is about 32 KiB of blocks (ace_default_policy),
+  // ACE's arms at most four times that; the hardened quarantine holds 16
+  // more blocks of 1 KiB.
+  constexpr uint64_t kAllowedSlabs = 4 * (32 * KiB / kSize) + 16 + 4;
+  std::vector<void*> blocks(kBlocks);
+  hak_trim();
+  hak_stats s;
+  hak_stats_get(&s);
+  const uint64_t slabs_before = s.classes[cls].slabs;
+  for (auto& p : blocks) {
+    p = malloc(kSize);
+    ASSERT_NE(p, nullptr);
+    memset(p, 7, kSize);
+  }
+  std::mt19937_64 rng(12);
+  std::shuffle(blocks.begin(), blocks.end(), rng);
+  std::mutex m;
+  std::condition_variable cv;
+  bool freed = false, go = false;
+  SmallThread consumer([&] {
+    for (void* p : blocks) free(p);
+    std::unique_lock<std::mutex> g(m);
+    freed = true;
+    cv.notify_all();
+    cv.wait(g, [&] { return go; });  // idle, alive, its cache in place
+  });
+  {
+    std::unique_lock<std::mutex> g(m);
+    cv.wait(g, [&] { return freed; });
+  }
+  hak_trim();  // this thread's cache, the central pool, empty slabs
+  hak_stats_get(&s);
+  const uint64_t pinned = s.classes[cls].slabs - slabs_before;
+  {
+    std::lock_guard<std::mutex> g(m);
+    go = true;
+  }
+  cv.notify_all();
+  consumer.join();
+  EXPECT_LE(pinned, kAllowedSlabs) << "the idle consumer's cache keeps " << pinned << " slabs of " << kSize
+                                   << "-byte blocks";
+  hak_trim();
+  hak_stats_get(&s);
+  EXPECT_LE(s.classes[cls].slabs, slabs_before + 2) << "the consumer's exit handed its cache back";
+}
+
 // glibc frees some per-thread buffers (strerror's text for an unknown errno,
 // dlerror's message) in __libc_thread_freeres, after every pthread key
 // destructor, hakmem's exit hook included; other libraries' key destructors
