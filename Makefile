@@ -48,6 +48,7 @@ bench: release
 	$(CMAKE) --build $(BUILD)/hardened -j $(JOBS) --target hakmem
 	bash bench/run $(BENCH_ARGS)
 	bash bench/hardened-settings --out bench/results/hardened-settings.md
+	bash bench/ace-arms --out bench/results/ace-arms.md
 
 gate: release
 	bash bench/gate

@@ -15,26 +15,44 @@ namespace {
 // or 32 batches. The wide capacities are for programs that free and allocate
 // in waves of thousands of blocks of one class: a cache that holds a whole
 // wave takes no slow path at all, where two batches take one per batch.
-constexpr int kArms = 12;
-constexpr uint32_t kBatchNum[kArms] = {1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8};  // batch = default * num / 2
-constexpr uint32_t kCapMul[kArms] = {2, 8, 32, 2, 8, 32, 2, 8, 32, 2, 8, 32};
-constexpr uint32_t kDefaultArm = 3;  // batch x1, capacity 2 batches: ace_default_policy
+constexpr uint32_t kBatchNum[kAceArms] = {1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8};  // batch = default * num / 2
+constexpr uint32_t kCapMul[kAceArms] = {2, 8, 32, 2, 8, 32, 2, 8, 32, 2, 8, 32};
+static_assert(kAceDefaultArm == 3 && kBatchNum[kAceDefaultArm] == 2 && kCapMul[kAceDefaultArm] == 2,
+              "the default arm is ace_default_policy");
 constexpr uint32_t kMaxCap = 2048;
 // ... and at most this many bytes per class and thread (2 MiB: a wave of
 // 1600 blocks of 1 KiB, as in glibc-simple, still fits), so that a program
 // with many threads and classes does not park megabytes in every cache.
 constexpr uint32_t kMaxCapBytes = 2u << 20;
+// Mid classes (above 1 KiB) at most 256 KiB (or their default capacity,
+// where that is more). A program that fills the
+// blocks it allocates writes every page of a mid block; a wide cache hands
+// back blocks freed long ago, cold in every cache level, and mid-churn ran
+// at 0.6x the default arm's speed under any arm wider than this, although
+// it took a hundredth of the slow paths (which is all the learner sees).
+// The price: glibc-thread, whose mid blocks are written at their first byte
+// only, ran at 2.9x the default arm's speed with 2 MiB and runs at 2.1x.
+constexpr uint32_t kMaxCapBytesMid = 256u << 10;
 // A class's epoch ends after this many slow events; then its arm is scored.
 constexpr uint32_t kEpochEvents = 64;
 // Run a learning step once per this many pushed events.
 constexpr uint64_t kLearnEvery = 256;
+// The price of memory, in slow events per operation for each MiB of
+// capacity that every thread may hold: an arm that lets 8 threads hold
+// 2 MiB of a class each must save 0.08 slow events per operation of it
+// (one refill or flush in 12 operations) to win. glibc-simple's waves of
+// 1600 blocks of 1 KiB on one thread save 0.03 with 2 MiB: wide arms still
+// win there; mstress's 8 short-lived threads, which each take a batch or
+// two of a mid class and leave, save nothing with them and pay 8 times.
+constexpr double kSlowPerOpPerMiB = 0.005;
 
 struct ClassLearner {
   uint64_t ops = 0;       // in the current epoch
   uint32_t slow = 0;
-  uint32_t arm = kDefaultArm;  // plays first
-  uint32_t pulls[kArms] = {};
-  double reward_sum[kArms] = {};
+  uint64_t thread_events = 0;  // sum of the events' thread counts, this epoch
+  uint32_t arm = kAceDefaultArm;  // plays first
+  uint32_t pulls[kAceArms] = {};
+  double cost_sum[kAceArms] = {};
   uint64_t total_pulls = 0;
 };
 
@@ -52,31 +70,44 @@ ClassPolicy arm_policy(int cls, uint32_t arm) {
   if (batch < 1) batch = 1;
   uint32_t cap = batch * kCapMul[arm];
   if (cap > kMaxCap) cap = kMaxCap;
-  uint32_t cap_by_bytes = kMaxCapBytes / class_size(cls);
+  uint32_t cap_by_bytes = (class_size(cls) > kTinyMax ? kMaxCapBytesMid : kMaxCapBytes) / class_size(cls);
+  if (cap_by_bytes < d.cap) cap_by_bytes = d.cap;  // the largest classes: never below the default
   if (cap > cap_by_bytes) cap = cap_by_bytes > batch ? cap_by_bytes : batch;
   return ClassPolicy{static_cast<uint16_t>(batch), static_cast<uint16_t>(cap)};
 }
 
-// Reward in (0, 1]: fewer slow-path events per operation is better; bytes a
-// thread cache may hold cost a little (1 MiB of capacity = one slow event per op... x0.01).
-double reward(int cls, uint32_t arm, uint64_t ops, uint32_t slow) {
+// What an epoch of `arm` cost (lower is better): its slow events per
+// operation, plus the price of the capacity each of `threads` threads may
+// hold.
+double epoch_cost(int cls, uint32_t arm, uint64_t ops, uint32_t slow, double threads) {
   if (ops == 0) ops = 1;
   ClassPolicy p = arm_policy(cls, arm);
   double slow_per_op = static_cast<double>(slow) / static_cast<double>(ops);
-  double cap_mib = static_cast<double>(p.cap) * static_cast<double>(class_size(cls)) / (1024.0 * 1024.0);
-  return 1.0 / (1.0 + 100.0 * slow_per_op + cap_mib);
+  double held_mib = static_cast<double>(p.cap) * static_cast<double>(class_size(cls)) * threads / (1024.0 * 1024.0);
+  return slow_per_op + kSlowPerOpPerMiB * held_mib;
 }
 
-uint32_t ucb1_pick(const ClassLearner& l) {
-  for (uint32_t a = 0; a < kArms; ++a)
+// UCB on costs: every arm once, then the arm whose mean cost less its
+// confidence bonus is lowest. The bonus is UCB1's, scaled by the spread of
+// the arms' mean costs: costs are not in [0, 1] (a hot class's differ in
+// the third decimal, a cold one's by whole events per operation), and an
+// unscaled bonus swamped every difference, so that the learner kept
+// cycling through all twelve arms, the memory-hungry ones included.
+uint32_t ucb_pick(const ClassLearner& l) {
+  for (uint32_t a = 0; a < kAceArms; ++a)
     if (l.pulls[a] == 0) return a;  // every arm once first
-  double best = -1.0;
+  double lo = 1e300, hi = -1e300;
+  for (uint32_t a = 0; a < kAceArms; ++a) {
+    double mean = l.cost_sum[a] / l.pulls[a];
+    if (mean < lo) lo = mean;
+    if (mean > hi) hi = mean;
+  }
+  const double spread = hi - lo, log_n = log(static_cast<double>(l.total_pulls));
+  double best = 1e300;
   uint32_t pick = 0;
-  double log_n = log(static_cast<double>(l.total_pulls));
-  for (uint32_t a = 0; a < kArms; ++a) {
-    double mean = l.reward_sum[a] / l.pulls[a];
-    double score = mean + sqrt(2.0 * log_n / l.pulls[a]);
-    if (score > best) { best = score; pick = a; }
+  for (uint32_t a = 0; a < kAceArms; ++a) {  // ties go to the lower arm: the smaller batch and capacity
+    double index = l.cost_sum[a] / l.pulls[a] - spread * sqrt(2.0 * log_n / l.pulls[a]);
+    if (index < best) { best = index; pick = a; }
   }
   return pick;
 }
@@ -89,17 +120,19 @@ void learn_locked() {
     if (e.cls >= kNumClasses) continue;
     ClassLearner& l = g_learners[e.cls];
     l.ops += e.ops;
+    l.thread_events += e.threads > 0 ? e.threads : 1;
     ++l.slow;
     if (l.slow < kEpochEvents) continue;
-    double r = reward(e.cls, l.arm, l.ops, l.slow);
-    l.reward_sum[l.arm] += r;
+    const double threads = static_cast<double>(l.thread_events) / l.slow;
+    l.cost_sum[l.arm] += epoch_cost(e.cls, l.arm, l.ops, l.slow, threads);
     ++l.pulls[l.arm];
     ++l.total_pulls;
-    uint32_t next = ucb1_pick(l);
+    uint32_t next = ucb_pick(l);
     if (next != l.arm) g_changes.fetch_add(1, std::memory_order_relaxed);
     l.arm = next;
     l.ops = 0;
     l.slow = 0;
+    l.thread_events = 0;
     g_policy[e.cls].store(pack(arm_policy(e.cls, next)), std::memory_order_relaxed);
   }
   HAK_CONTRACT(contracts::learner_leave());
@@ -115,15 +148,18 @@ ClassPolicy ace_default_policy(int cls) {
   return ClassPolicy{static_cast<uint16_t>(batch), static_cast<uint16_t>(batch * 2)};
 }
 
+ClassPolicy ace_arm_policy(int cls, uint32_t arm) { return arm_policy(cls, arm < kAceArms ? arm : kAceDefaultArm); }
+
 ClassPolicy ace_policy(int cls) {
   HAK_CONTRACT(contracts::policy_read());
+  if (g_config.ace_arm != kAceLearn) return arm_policy(cls, g_config.ace_arm);  // pinned: HAKMEM_ACE_ARM or HAKMEM_ACE=0
   uint32_t v = g_policy[cls].load(std::memory_order_relaxed);
-  if (v == 0 || !g_config.ace_enabled) return ace_default_policy(cls);
+  if (v == 0) return ace_default_policy(cls);
   return ClassPolicy{static_cast<uint16_t>(v & 0xFFFF), static_cast<uint16_t>(v >> 16)};
 }
 
 void ace_record(const AceEvent& e) {
-  if (!g_config.ace_enabled) return;
+  if (g_config.ace_arm != kAceLearn) return;
   g_events.try_push(e);
   if (g_events.pushed() % kLearnEvery == 0 && g_learn_lock.try_lock()) {
     learn_locked();

@@ -65,17 +65,23 @@ static bool env_flag(const char* name, bool fallback) {
   return v < 0 ? fallback : v == 1;
 }
 
-// A whole number of `unit` in [0, max], digits only.
+// Digits only, no more than fit in 64 bits.
+static bool parse_decimal(const char* v, uint64_t* out) {
+  uint64_t n = 0;
+  for (const char* c = v; *c != '\0'; ++c) {
+    if (*c < '0' || *c > '9' || n > (UINT64_MAX - 9) / 10) return false;
+    n = n * 10 + static_cast<uint64_t>(*c - '0');
+  }
+  *out = n;
+  return true;
+}
+
+// A whole number of `unit` in [0, max].
 static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, const char* unit) {
   const char* v = env_value(name);
   if (v == nullptr) return fallback;
   uint64_t n = 0;
-  bool ok = true;
-  for (const char* c = v; *c != '\0' && ok; ++c) {
-    ok = *c >= '0' && *c <= '9' && n <= (UINT64_MAX - 9) / 10;
-    n = n * 10 + static_cast<uint64_t>(*c - '0');
-  }
-  if (!ok) {
+  if (!parse_decimal(v, &n)) {
     diag("hakmem: %s=%s is not a number of %s; using the default, %llu", name, v, unit,
          static_cast<unsigned long long>(fallback));
     return fallback;
@@ -91,7 +97,15 @@ static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, co
 void config_init() {
   g_config.stats_at_exit = env_flag("HAKMEM_STATS", false);
   g_config.verbose = env_flag("HAKMEM_VERBOSE", false);
-  g_config.ace_enabled = env_flag("HAKMEM_ACE", true);
+  if (!env_flag("HAKMEM_ACE", true)) g_config.ace_arm = kAceDefaultArm;
+  if (const char* arm = env_value("HAKMEM_ACE_ARM")) {  // wins over HAKMEM_ACE
+    uint64_t n = 0;
+    if (parse_decimal(arm, &n) && n < kAceArms)
+      g_config.ace_arm = static_cast<uint32_t>(n);
+    else
+      diag("hakmem: HAKMEM_ACE_ARM=%s is not an arm (0 to %u); %s", arm, kAceArms - 1,
+           g_config.ace_arm == kAceLearn ? "the learner picks" : "using the default arm");
+  }
   if (kHardened) {
     g_config.quarantine = env_flag("HAKMEM_HARDENED_QUARANTINE", true);
     g_config.zero_on_free = env_flag("HAKMEM_HARDENED_ZERO", true);

@@ -69,12 +69,20 @@ constexpr bool kHardened = false;
 constexpr size_t kSealedPage = 4096;
 #define HAK_SEALED_PAGE alignas(kSealedPage)
 
+// ACE's arms (core/ace: batch and capacity pairs), named here because a
+// setting can pin one.
+constexpr uint32_t kAceArms = 12;
+constexpr uint32_t kAceDefaultArm = 3;
+constexpr uint32_t kAceLearn = kAceArms;
+
 // Process-wide settings, read once from the environment (getenv does not
 // allocate). Defaults hold until config_init() runs; sealed after it.
 struct HAK_SEALED_PAGE Config {
   bool stats_at_exit = false;   // HAKMEM_STATS=1
   bool verbose = false;         // HAKMEM_VERBOSE=1
-  bool ace_enabled = true;      // HAKMEM_ACE=0 disables the learner
+  // The ACE arm every class uses (core/ace), or kAceLearn: the learner
+  // picks per class. HAKMEM_ACE=0 pins the default arm, HAKMEM_ACE_ARM=k arm k.
+  uint32_t ace_arm = kAceLearn;
   uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
   // HAKMEM_BACKGROUND: 1 = a purge thread from the first allocation on,
   // 0 = never one, unset = one once the process has a second thread (front.cc).

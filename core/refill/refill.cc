@@ -17,9 +17,13 @@ ThreadCache* g_registry = nullptr;
 pthread_key_t g_exit_key;
 
 std::atomic<uint64_t> g_threads_registered{0};
+// Threads with a cache now: ACE prices a class's capacity by it (each of
+// them may hold that much).
+std::atomic<uint32_t> g_threads_live{0};
 
 void registry_add(ThreadCache* tc) {
   g_threads_registered.fetch_add(1, std::memory_order_relaxed);
+  g_threads_live.fetch_add(1, std::memory_order_relaxed);
   LockGuard guard(g_registry_lock);
   tc->prev = nullptr;
   tc->next = g_registry;
@@ -52,6 +56,7 @@ void thread_exit(void*) {
     refill_flush_all();
     merge_counts(tc);
     registry_remove_locked(&tc);
+    g_threads_live.fetch_sub(1, std::memory_order_relaxed);
   }
   tc = ThreadCache{};
   tc.exited = true;  // later calls go straight to the central pool (see below)
@@ -89,8 +94,9 @@ void report_event(int cls, AceEventKind kind) {
   uint64_t ops = k.allocs + k.frees;
   uint64_t since = ops - t_cache.ops_at_last_event[cls];
   t_cache.ops_at_last_event[cls] = ops;
-  ace_record(AceEvent{since > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since),
-                      static_cast<uint8_t>(cls), kind});
+  const uint32_t live = g_threads_live.load(std::memory_order_relaxed);
+  ace_record(AceEvent{since > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(since), static_cast<uint8_t>(cls), kind,
+                      static_cast<uint16_t>(live > UINT16_MAX ? UINT16_MAX : live)});
 }
 
 // The only place a policy is read (contract B): a bin takes on its class's
@@ -251,6 +257,7 @@ void thread_registry_fork_child() {
     if (tc != &t_cache) merge_counts(*tc);
   g_registry = nullptr;
   g_threads_registered.store(t_cache.registered ? 1 : 0, std::memory_order_relaxed);  // single-threaded again
+  g_threads_live.store(t_cache.registered ? 1 : 0, std::memory_order_relaxed);
   if (t_cache.registered) {
     t_cache.next = t_cache.prev = nullptr;
     g_registry = &t_cache;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -82,9 +83,10 @@ void* hidden_symbol(const char* name) {
 struct Ace {
   ClassPolicy (*policy)(int) = nullptr;
   ClassPolicy (*default_policy)(int) = nullptr;
+  ClassPolicy (*arm_policy)(int, uint32_t) = nullptr;
   void (*stats)(AceStats*) = nullptr;
   void (*learn_step)() = nullptr;
-  bool ok() const { return policy && default_policy && stats && learn_step; }
+  bool ok() const { return policy && default_policy && arm_policy && stats && learn_step; }
 };
 
 const Ace& ace() {
@@ -92,6 +94,7 @@ const Ace& ace() {
     Ace x;
     x.policy = reinterpret_cast<ClassPolicy (*)(int)>(hidden_symbol("_ZN6hakmem10ace_policyEi"));
     x.default_policy = reinterpret_cast<ClassPolicy (*)(int)>(hidden_symbol("_ZN6hakmem18ace_default_policyEi"));
+    x.arm_policy = reinterpret_cast<ClassPolicy (*)(int, uint32_t)>(hidden_symbol("_ZN6hakmem14ace_arm_policyEij"));
     x.stats = reinterpret_cast<void (*)(AceStats*)>(hidden_symbol("_ZN6hakmem9ace_statsEPNS_8AceStatsE"));
     x.learn_step = reinterpret_cast<void (*)()>(hidden_symbol("_ZN6hakmem14ace_learn_stepEv"));
     return x;
@@ -110,7 +113,7 @@ AceStats ace_stats_now() {
 
 // The arms the learner may choose for a class: default batch x1/2, x1, x2,
 // x4 (at least 1), capacity 2, 8 or 32 batches (at most 2048 blocks and at
-// most 2 MiB, but never below one batch).
+// most 2 MiB, 256 KiB above 1 KiB, but never below one batch or the default).
 bool is_an_arm(int cls, ClassPolicy p) {
   ClassPolicy d = ace().default_policy(cls);
   for (uint32_t num : {1u, 2u, 4u, 8u}) {
@@ -118,7 +121,8 @@ bool is_an_arm(int cls, ClassPolicy p) {
     if (batch < 1) batch = 1;
     for (uint32_t mul : {2u, 8u, 32u}) {
       uint32_t cap = std::min<uint32_t>(batch * mul, 2048);
-      uint32_t by_bytes = (2u << 20) / static_cast<uint32_t>(hakmem::class_size(cls));
+      const uint32_t size = static_cast<uint32_t>(hakmem::class_size(cls));
+      uint32_t by_bytes = std::max<uint32_t>((size > 1024 ? 256u << 10 : 2u << 20) / size, d.cap);
       if (cap > by_bytes) cap = std::max(by_bytes, batch);
       if (p.batch == batch && p.cap == cap) return true;
     }
@@ -241,22 +245,24 @@ TEST(Ace, LearningUnderThreads) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
-// ---- HAKMEM_ACE=0 ---------------------------------------------------------
+// ---- HAKMEM_ACE=0 and HAKMEM_ACE_ARM=k -----------------------------------
 
-// In a re-executed copy of this binary: churn, then check that no policy
-// ever left its default and the learner heard nothing. Exit code 0 = fine.
-__attribute__((constructor)) void ace_off_child_main() {
-  if (getenv("HAKMEM_ACE_CHILD") == nullptr) return;
+// In a re-executed copy of this binary (HAKMEM_ACE_CHILD=k): churn, then
+// check that every class's policy stayed arm k's and the learner heard
+// nothing. Exit code 0 = fine.
+__attribute__((constructor)) void ace_pinned_child_main() {
+  const char* arm = getenv("HAKMEM_ACE_CHILD");
+  if (arm == nullptr) return;
   if (!ace().ok()) _exit(10);
   churn_class(4096, 2000, 100);
-  churn_class(64, 200, 2000);
+  churn_class(64, 100, 5000);  // beyond any arm's capacity (2048 blocks at most)
   std::thread t([] { churn_class(20000, 300, 40); });
   t.join();
   ace().learn_step();
   int bad = 0;
   for (int c = 0; c < kNumClasses; ++c) {
-    ClassPolicy p = ace().policy(c), d = ace().default_policy(c);
-    if (p.batch != d.batch || p.cap != d.cap) bad |= 1;
+    ClassPolicy p = ace().policy(c), want = ace().arm_policy(c, static_cast<uint32_t>(atoi(arm)));
+    if (p.batch != want.batch || p.cap != want.cap) bad |= 1;
   }
   AceStats s = ace_stats_now();
   if (s.events != 0 || s.drops != 0) bad |= 2;
@@ -267,13 +273,14 @@ __attribute__((constructor)) void ace_off_child_main() {
   _exit(bad);
 }
 
-TEST(Ace, DisabledMeansFixedDefaults) {
-  REQUIRE_ACE();
+// Runs the child with `setting` and expects every policy to be arm `arm`'s.
+void expect_pinned(const char* setting, int arm) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e)
     if (strncmp(*e, "HAKMEM_", 7) != 0) env.emplace_back(*e);
-  env.emplace_back("HAKMEM_ACE_CHILD=1");
-  env.emplace_back("HAKMEM_ACE=0");
+  env.emplace_back("HAKMEM_ACE_CHILD=" + std::to_string(arm));
+  std::istringstream settings(setting);  // one or more, space-separated
+  for (std::string one; settings >> one;) env.push_back(one);
   std::vector<char*> envp;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -286,10 +293,26 @@ TEST(Ace, DisabledMeansFixedDefaults) {
   ASSERT_TRUE(WIFEXITED(status)) << "child died: " << status;
   int bad = WEXITSTATUS(status);
   EXPECT_NE(bad, 10) << "the child could not find the ACE functions";
-  EXPECT_EQ(bad & 1, 0) << "with HAKMEM_ACE=0 a policy left its default";
-  EXPECT_EQ(bad & 2, 0) << "with HAKMEM_ACE=0 the learner still received events";
-  EXPECT_EQ(bad & 4, 0) << "with HAKMEM_ACE=0 the learner changed a policy";
+  EXPECT_EQ(bad & 1, 0) << "with " << setting << " a policy left arm " << arm;
+  EXPECT_EQ(bad & 2, 0) << "with " << setting << " the learner still received events";
+  EXPECT_EQ(bad & 4, 0) << "with " << setting << " the learner changed a policy";
   EXPECT_EQ(bad & 8, 0) << "the child's churn never reached the slow path";
+}
+
+TEST(Ace, DisabledMeansFixedDefaults) {
+  REQUIRE_ACE();
+  for (int c = 0; c < kNumClasses; ++c) {  // the default arm is the default policy
+    ClassPolicy a = ace().arm_policy(c, 3), d = ace().default_policy(c);
+    EXPECT_TRUE(a.batch == d.batch && a.cap == d.cap) << "class " << c;
+  }
+  expect_pinned("HAKMEM_ACE=0", 3);
+}
+
+TEST(Ace, OneArmPinnedForEveryClass) {
+  REQUIRE_ACE();
+  expect_pinned("HAKMEM_ACE_ARM=0", 0);
+  expect_pinned("HAKMEM_ACE_ARM=11", 11);
+  expect_pinned("HAKMEM_ACE_ARM=7 HAKMEM_ACE=0", 7);  // the arm wins
 }
 
 }  // namespace

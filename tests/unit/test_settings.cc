@@ -38,6 +38,8 @@ TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
       {"HAKMEM_ARENA=99999999999999999999999", "HAKMEM_ARENA=99999999999999999999999 is not a number of MiB; using the default, 1048576\n"},
       {"HAKMEM_STATS=yes", "HAKMEM_STATS=yes is not 0 or 1; using the default, 0\n"},
       {"HAKMEM_ACE=off", "HAKMEM_ACE=off is not 0 or 1; using the default, 1\n"},
+      {"HAKMEM_ACE_ARM=12", "HAKMEM_ACE_ARM=12 is not an arm (0 to 11); the learner picks\n"},
+      {"HAKMEM_ACE_ARM=x HAKMEM_ACE=0", "HAKMEM_ACE_ARM=x is not an arm (0 to 11); using the default arm\n"},
       {"HAKMEM_VERBOSE=2", "HAKMEM_VERBOSE=2 is not 0 or 1; using the default, 0\n"},
       {"HAKMEM_BACKGROUND=on",
        "HAKMEM_BACKGROUND=on is not 0 or 1; using the default (a purge thread once the process has a second thread)\n"},
@@ -46,7 +48,7 @@ TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
 }
 
 TEST(Settings, GoodValuesSayNothing) {
-  for (const char* env : {"HAKMEM_DECAY_MS=250", "HAKMEM_DECAY_MS=0", "HAKMEM_ARENA=64", "HAKMEM_ACE=0",
+  for (const char* env : {"HAKMEM_DECAY_MS=250", "HAKMEM_DECAY_MS=0", "HAKMEM_ARENA=64", "HAKMEM_ACE=0", "HAKMEM_ACE_ARM=11",
                           "HAKMEM_BACKGROUND=0", "HAKMEM_DECAY_MS="})
     EXPECT_EQ(warning(env), "") << env;
 }
