@@ -1,6 +1,6 @@
 #include "ace/ace.h"
 
-#include <math.h>
+#include <emmintrin.h>
 
 #include <atomic>
 
@@ -87,6 +87,25 @@ double epoch_cost(int cls, uint32_t arm, uint64_t ops, uint32_t slow, double thr
   return slow_per_op + kSlowPerOpPerMiB * held_mib;
 }
 
+// The learner's two pieces of floating-point arithmetic, without libm: a
+// program linking libhakmem.a needs no -lm, and the shared library pulls no
+// libm into the processes it is preloaded into.
+// The natural log of n >= 1 from the double's exponent and a short series
+// for its mantissa m in [1, 2): ln m = 2 atanh t, t = (m - 1) / (m + 1), to
+// within 1e-4; UCB needs no more.
+double ln_of(uint64_t n) {
+  const double x = static_cast<double>(n);
+  uint64_t bits;
+  __builtin_memcpy(&bits, &x, sizeof bits);
+  const int exponent = static_cast<int>((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1023} << 52);
+  double m;
+  __builtin_memcpy(&m, &bits, sizeof m);
+  const double t = (m - 1.0) / (m + 1.0), t2 = t * t;
+  return exponent * 0.6931471805599453 + 2.0 * t * (1.0 + t2 * (1.0 / 3 + t2 * (1.0 / 5 + t2 / 7)));
+}
+double square_root(double x) { return _mm_cvtsd_f64(_mm_sqrt_sd(_mm_setzero_pd(), _mm_set_sd(x))); }
+
 // UCB on costs: every arm once, then the arm whose mean cost less its
 // confidence bonus is lowest. The bonus is UCB1's, scaled by the spread of
 // the arms' mean costs: costs are not in [0, 1] (a hot class's differ in
@@ -102,11 +121,11 @@ uint32_t ucb_pick(const ClassLearner& l) {
     if (mean < lo) lo = mean;
     if (mean > hi) hi = mean;
   }
-  const double spread = hi - lo, log_n = log(static_cast<double>(l.total_pulls));
+  const double spread = hi - lo, log_n = ln_of(l.total_pulls);
   double best = 1e300;
   uint32_t pick = 0;
   for (uint32_t a = 0; a < kAceArms; ++a) {  // ties go to the lower arm: the smaller batch and capacity
-    double index = l.cost_sum[a] / l.pulls[a] - spread * sqrt(2.0 * log_n / l.pulls[a]);
+    double index = l.cost_sum[a] / l.pulls[a] - spread * square_root(2.0 * log_n / l.pulls[a]);
     if (index < best) { best = index; pick = a; }
   }
   return pick;
