@@ -1,6 +1,9 @@
 # hakmem's front door. CMake does the work; each variant builds in its own
 # folder under build/.
-#   make            release library: build/release/lib/libhakmem.{so,a}, build/release/bin/hakmem
+#   make            release library and launcher only, no test dependencies:
+#                   build/release/lib/libhakmem.{so,a}, build/release/bin/hakmem
+#   make install    install them with the header, pkg-config file, CMake package and man page
+#                   under PREFIX (default /usr/local)
 #   make test       every test of every build: contracts, asan (+UBSan), tsan, valgrind, a fuzz
 #                   smoke, then the release build's unit tests and real programs (ctest's summary last)
 #   make check      only the release build's tests
@@ -14,10 +17,23 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened
+.PHONY: lib install clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened
 FUZZ_SECONDS ?= 60
 
-all: release
+PREFIX ?= /usr/local
+
+all: lib
+
+# The library and the launcher alone: tests and benchmarks off, so that
+# neither GoogleTest nor RapidCheck is needed (`make release` turns them on
+# again in the same build folder; the library is not rebuilt).
+lib:
+	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHAKMEM_OVERRIDE=ON -DHAKMEM_TESTS=OFF \
+	  -DHAKMEM_BENCH=OFF -DHAKMEM_CONTRACTS=OFF >/dev/null
+	$(CMAKE) --build $(BUILD)/release -j $(JOBS) --target hakmem hakmem_static
+
+install: lib
+	$(CMAKE) --install $(BUILD)/release --prefix $(PREFIX)
 
 release:
 	$(CMAKE) -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHAKMEM_OVERRIDE=ON -DHAKMEM_TESTS=ON \

@@ -15,6 +15,13 @@
 extern "C" {
 #endif
 
+/* The version of this header and of the library built with it (CMakeLists.txt
+ * reads it from here; the shared library's soname carries the major). */
+#define HAKMEM_VERSION_MAJOR 0
+#define HAKMEM_VERSION_MINOR 1
+#define HAKMEM_VERSION_PATCH 0
+#define HAKMEM_VERSION_STRING "0.1.0"
+
 #define HAK_API __attribute__((visibility("default")))
 
 HAK_API void* hak_malloc(size_t size);

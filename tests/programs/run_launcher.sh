@@ -3,7 +3,8 @@
 # The launcher: `hakmem --help` exits 0 and documents `run`; `hakmem run
 # --stats -- true` exits 0 and prints the statistics report on stderr;
 # `hakmem run -- PROG` passes PROG's exit status and output through; `hakmem
-# lib` names the library; a bad command exits non-zero.
+# lib` names the library; a bad command exits non-zero; --version says it;
+# a missing program exits 127; --hardened preloads the hardened library.
 source "$(dirname "$0")/common.sh"
 LAUNCHER=$1 LIB=$2
 [ -x "$LAUNCHER" ] || fail "launcher '$LAUNCHER' is not executable"
@@ -33,4 +34,25 @@ echo "ok: run passes exit status and output through, and preloads the library"
 if timeout 30 "$LAUNCHER" no-such-command >/dev/null 2>&1; then fail "an unknown command exits 0"; fi
 if timeout 30 "$LAUNCHER" >/dev/null 2>&1; then fail "no arguments exits 0"; fi
 echo "ok: lib, unknown command, no arguments"
+
+version=$(timeout 30 "$LAUNCHER" --version) || fail "hakmem --version exits $?"
+[[ "$version" =~ ^hakmem\ [0-9]+\.[0-9]+\.[0-9]+$ ]] || fail "hakmem --version says '$version'"
+set +e
+timeout 30 "$LAUNCHER" run -- no-such-program-hakmem >/dev/null 2>"$TMP/missing.err"
+rc=$?
+set -e
+[ "$rc" -eq 127 ] || fail "a missing program exits $rc, not 127"
+[ "$(cat "$TMP/missing.err")" = "hakmem: no-such-program-hakmem: command not found" ] ||
+  fail "a missing program says: $(cat "$TMP/missing.err")"
+echo "ok: --version ($version); a missing program: 127 and one line"
+
+hardened=$(timeout 30 "$LAUNCHER" lib --hardened)
+[[ "$hardened" == */libhakmem-hardened.so ]] || fail "hakmem lib --hardened names $hardened"
+if [ -f "$hardened" ]; then
+  timeout 30 "$LAUNCHER" run --hardened -- sh -c 'grep -q libhakmem-hardened /proc/self/maps' ||
+    fail "hakmem run --hardened does not preload $hardened"
+  echo "ok: --hardened preloads $hardened"
+else
+  echo "ok: --hardened would preload $hardened (not built here: make hardened)"
+fi
 echo PASS
