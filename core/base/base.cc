@@ -96,6 +96,14 @@ static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, co
 
 void config_init() {
   g_config.stats_at_exit = env_flag("HAKMEM_STATS", false);
+  if (const char* file = env_value("HAKMEM_STATS_FILE")) {
+    if (strlen(file) < sizeof g_config.stats_file)
+      memcpy(g_config.stats_file, file, strlen(file) + 1);
+    else
+      diag("hakmem: HAKMEM_STATS_FILE is longer than %zu bytes; the report goes to stderr",
+           sizeof g_config.stats_file - 1);
+  }
+  g_config.stats_pid = static_cast<uint32_t>(env_number("HAKMEM_STATS_PID", 0, 4194304, "(a process id)"));
   g_config.verbose = env_flag("HAKMEM_VERBOSE", false);
   if (!env_flag("HAKMEM_ACE", true)) g_config.ace_arm = kAceDefaultArm;
   if (const char* arm = env_value("HAKMEM_ACE_ARM")) {  // wins over HAKMEM_ACE

@@ -79,6 +79,12 @@ constexpr uint32_t kAceLearn = kAceArms;
 // allocate). Defaults hold until config_init() runs; sealed after it.
 struct HAK_SEALED_PAGE Config {
   bool stats_at_exit = false;   // HAKMEM_STATS=1
+  // Where the exit report goes (front.cc's report_at_exit): HAKMEM_STATS_FILE,
+  // a path in which %p stands for the pid (empty: stderr, as it was when
+  // the process started), and HAKMEM_STATS_PID (0: every process reports;
+  // else only the one with that pid: hakmem run --stats-top).
+  char stats_file[256] = {};
+  uint32_t stats_pid = 0;
   bool verbose = false;         // HAKMEM_VERBOSE=1
   // The ACE arm every class uses (core/ace), or kAceLearn: the learner
   // picks per class. HAKMEM_ACE=0 pins the default arm, HAKMEM_ACE_ARM=k arm k.

@@ -3,10 +3,12 @@
 #include "front/front.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,8 @@ int slab_class_of(const void* p);
 HAK_NOINLINE void* big_alloc(size_t size, size_t align, bool zero);
 HAK_NOINLINE void free_slow(void* p);
 HAK_NOINLINE void free_flush(void* just_freed);
+void report_channel_open();        // HAKMEM_STATS: where the exit report goes
+void report_channel_fork_child();
 
 }  // namespace
 
@@ -123,6 +127,7 @@ void fork_parent() {
   thread_registry_fork_parent();
 }
 void fork_child() {
+  report_channel_fork_child();
   g_purge_thread.store(0, std::memory_order_relaxed);  // not in the child: started again when wanted
   mallctl_fork_child();
   ace_fork_child();
@@ -136,6 +141,7 @@ HAK_COLD void init_slow() {
   int expected = 0;
   if (g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
     config_init();
+    report_channel_open();
     secrets_init();
     uint16_t bin_offsets[kNumClasses];
     for (int c = 0; c < kNumClasses; ++c) bin_offsets[c] = static_cast<uint16_t>(tls_bin_offset_of_class(c));
@@ -464,12 +470,73 @@ void add_thread_counters(const ThreadCache* tc, void* arg) {
 
 void add_totals(void* arg) { stats_add_totals(static_cast<hak_stats*>(arg)); }
 
-__attribute__((destructor)) void report_at_exit() {
-  if (g_config.stats_at_exit) {
-    hak_stats s;
-    hak_stats_get(&s);
-    stats_write_report(s, 2);
+// The exit report (HAKMEM_STATS=1) goes to a copy of stderr taken when the
+// process started: ls, sort and cat close their stderr before exit, and
+// the report came after that and said nothing. The copy is checked to be
+// the same open file still (a program may have closed it and opened
+// something else under its number, which must not get the report), and a
+// forked child, which has its own stderr, drops it. HAKMEM_STATS_FILE
+// sends the report to a file instead, %p in its name standing for the pid.
+int g_report_fd = -1;
+dev_t g_report_dev;
+ino_t g_report_ino;
+
+void report_channel_open() {
+  if (!g_config.stats_at_exit || g_config.stats_file[0] != '\0') return;
+  int fd = fcntl(2, F_DUPFD_CLOEXEC, 200);  // out of the way of the program's own low numbers
+  if (fd < 0) fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  struct stat st;
+  if (fd < 0) return;
+  if (fstat(fd, &st) != 0) return (void)close(fd);
+  g_report_fd = fd;
+  g_report_dev = st.st_dev;
+  g_report_ino = st.st_ino;
+}
+
+void report_channel_fork_child() {
+  if (g_report_fd >= 0) close(g_report_fd);  // the child reports to its own stderr
+  g_report_fd = -1;
+}
+
+// The report's descriptor: the file, the copy of stderr if still the same
+// file, or stderr. *opened: the caller closes it.
+int report_fd(bool* opened) {
+  *opened = false;
+  if (g_config.stats_file[0] != '\0') {
+    char path[sizeof g_config.stats_file + 16];
+    size_t n = 0;
+    for (const char* c = g_config.stats_file; *c != '\0' && n + 12 < sizeof path; ++c) {
+      if (c[0] == '%' && c[1] == 'p') {
+        n += static_cast<size_t>(snprintf(path + n, sizeof path - n, "%d", static_cast<int>(getpid())));
+        ++c;
+      } else {
+        path[n++] = *c;
+      }
+    }
+    path[n] = '\0';
+    const int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      *opened = true;
+      return fd;
+    }
+    diag("hakmem: cannot write the statistics report to %s (errno %d); it goes to stderr", path, errno);
+    return 2;
   }
+  struct stat st;
+  if (g_report_fd >= 0 && fstat(g_report_fd, &st) == 0 && st.st_dev == g_report_dev && st.st_ino == g_report_ino)
+    return g_report_fd;
+  return 2;
+}
+
+__attribute__((destructor)) void report_at_exit() {
+  if (!g_config.stats_at_exit) return;
+  if (g_config.stats_pid != 0 && g_config.stats_pid != static_cast<uint32_t>(getpid())) return;
+  hak_stats s;
+  hak_stats_get(&s);
+  bool opened = false;
+  const int fd = report_fd(&opened);
+  stats_write_report(s, fd);
+  if (opened) close(fd);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "stats/stats.h"
 
+#include <errno.h>  // program_invocation_short_name (GNU)
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -97,7 +98,7 @@ void human_bytes(uint64_t b, char* out, size_t n) {
 
 void stats_write_report(const hak_stats& s, int fd) {
   ReportWriter w(fd);
-  w.line("hakmem statistics");
+  w.line("hakmem statistics (pid %d, %s)", static_cast<int>(getpid()), program_invocation_short_name);
   w.line("%8s %12s %12s %7s %10s %10s %6s", "class", "allocs", "frees", "tls-hit", "refills",
          "flushes", "slabs");
   uint64_t total_allocs = 0, total_misses = 0;

@@ -72,10 +72,10 @@ maps_has_hakmem() {
 
 # Statistics reports (HAKMEM_STATS=1) that preloaded processes write to stderr.
 strip_reports() {  # strip_reports FILE: FILE without hakmem's reports
-  awk '/^hakmem statistics$/ {skip = 1} !skip {print} /^bad frees: / {skip = 0}' "$1"
+  awk '/^hakmem statistics( \(|$)/ {skip = 1} !skip {print} /^bad frees: / {skip = 0}' "$1"
 }
 count_reports() {  # count_reports FILE: how many processes reported
-  grep -c '^hakmem statistics$' "$1" || true
+  grep -cE '^hakmem statistics( \(|$)' "$1" || true
 }
 check_reports() {  # check_reports FILE MIN: at least MIN reports, none with invalid frees
   local n; n=$(count_reports "$1")

@@ -46,6 +46,12 @@ set -e
   fail "a missing program says: $(cat "$TMP/missing.err")"
 echo "ok: --version ($version); a missing program: 127 and one line"
 
+timeout 60 "$LAUNCHER" run --stats-top -- python3 -c 'import subprocess; subprocess.run(["ls", "/"], stdout=subprocess.DEVNULL)' \
+  2>"$TMP/top.err" || fail "hakmem run --stats-top -- python3 ... exits $?"
+[ "$(grep -c '^hakmem statistics' "$TMP/top.err")" = 1 ] && grep -q '^hakmem statistics (pid [0-9]*, python3' "$TMP/top.err" ||
+  { cat "$TMP/top.err"; fail "--stats-top: not exactly one report, python3's"; }
+echo "ok: --stats-top reports the program's own process only"
+
 hardened=$(timeout 30 "$LAUNCHER" lib --hardened)
 [[ "$hardened" == */libhakmem-hardened.so ]] || fail "hakmem lib --hardened names $hardened"
 if [ -f "$hardened" ]; then

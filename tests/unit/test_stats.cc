@@ -1,5 +1,6 @@
 // Stats: hak_stats_get counters, the report (hak_stats_print, malloc_stats,
 // malloc_info) and HAKMEM_STATS=1 at exit.
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -248,30 +249,42 @@ __attribute__((constructor)) void stats_child_main() {
 
 struct Child {
   int status = -1;
+  pid_t pid = -1;
   std::string err;
 };
 
-Child run_child(const char* stats) {
+// The library under test: ctest names it; else the one this program is linked to.
+std::string library_path() {
+  if (const char* lib = getenv("HAKMEM_TEST_LIB")) return lib;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&hak_malloc), &info) != 0 && info.dli_fname != nullptr) return info.dli_fname;
+  return "";
+}
+
+// Runs `argv` (looked up on PATH) with hakmem preloaded, every HAKMEM_*
+// setting of this process left out and `settings` (NAME=value) put in,
+// stdin from /dev/null; returns its exit status and what it wrote to stderr.
+Child run_program(std::vector<std::string> argv, const std::vector<std::string>& settings) {
   Child r;
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e)
     if (strncmp(*e, "HAKMEM_", 7) != 0) env.emplace_back(*e);
-  env.emplace_back("HAKMEM_STATS_CHILD=1");
-  if (stats != nullptr) env.emplace_back(std::string("HAKMEM_STATS=") + stats);
-  if (const char* lib = getenv("HAKMEM_TEST_LIB")) env.emplace_back(std::string("LD_PRELOAD=") + lib);
-  std::vector<char*> envp;
+  for (const auto& s : settings) env.push_back(s);
+  env.emplace_back("LD_PRELOAD=" + library_path());
+  std::vector<char*> envp, args;
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
-  char self[] = "/proc/self/exe";
-  char* argv[] = {self, nullptr};
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
   int p[2];
   if (pipe(p) != 0) return r;
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, p[1], 2);
   posix_spawn_file_actions_addclose(&fa, p[0]);
   pid_t pid;
-  int rc = posix_spawn(&pid, self, &fa, nullptr, argv, envp.data());
+  int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
   close(p[1]);
   if (rc == 0) {
@@ -279,9 +292,16 @@ Child run_child(const char* stats) {
     ssize_t n;
     while ((n = read(p[0], buf, sizeof buf)) > 0) r.err.append(buf, static_cast<size_t>(n));
     waitpid(pid, &r.status, 0);
+    r.pid = pid;
   }
   close(p[0]);
   return r;
+}
+
+Child run_child(const char* stats) {
+  std::vector<std::string> settings{"HAKMEM_STATS_CHILD=1"};
+  if (stats != nullptr) settings.push_back(std::string("HAKMEM_STATS=") + stats);
+  return run_program({"/proc/self/exe"}, settings);
 }
 
 TEST(Stats, EnvStatsPrintsReportAtExit) {
@@ -298,6 +318,46 @@ TEST(Stats, NoReportWithoutEnvStats) {
     ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0);
     EXPECT_EQ(r.err.find("hakmem statistics"), std::string::npos) << "HAKMEM_STATS=" << (v ? v : "(unset)");
   }
+}
+
+// ls and sort close their stderr before exit (gnulib's close_stdout), and
+// the report at exit came after that: it said nothing. It goes to a copy of
+// stderr taken at start-up, and names the process it is from.
+TEST(Stats, ReportReachesTheUserWhenTheProgramClosesStderr) {
+  for (const char* prog : {"ls", "sort"}) {
+    Child r = run_program({prog}, {"HAKMEM_STATS=1"});
+    ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << prog << ": " << r.status << r.err;
+    const std::string header = "hakmem statistics (pid " + std::to_string(r.pid) + ", " + prog + ")";
+    EXPECT_NE(r.err.find(header), std::string::npos) << prog << " wrote:\n" << r.err;
+  }
+}
+
+// HAKMEM_STATS_FILE: the report goes to that file, %p standing for the pid.
+TEST(Stats, ReportGoesToTheFileNamedWithThePid) {
+  char dir[] = "/tmp/hakmem-stats-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string pattern = std::string(dir) + "/report.%p";
+  Child r = run_program({"ls"}, {"HAKMEM_STATS=1", "HAKMEM_STATS_FILE=" + pattern});
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
+  EXPECT_EQ(r.err.find("hakmem statistics"), std::string::npos) << "the report went to stderr too:\n" << r.err;
+  const std::string path = std::string(dir) + "/report." + std::to_string(r.pid);
+  std::string text;
+  if (FILE* f = fopen(path.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    fclose(f);
+    unlink(path.c_str());
+  }
+  rmdir(dir);
+  EXPECT_EQ(text.rfind("hakmem statistics (pid " + std::to_string(r.pid) + ", ls)", 0), 0u) << path << ":\n" << text;
+}
+
+// HAKMEM_STATS_PID: only that process reports (hakmem run --stats-top).
+TEST(Stats, OnlyTheNamedProcessReports) {
+  Child r = run_program({"ls"}, {"HAKMEM_STATS=1", "HAKMEM_STATS_PID=1"});
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
+  EXPECT_EQ(r.err.find("hakmem statistics"), std::string::npos) << r.err;
 }
 
 }  // namespace
