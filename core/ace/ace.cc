@@ -25,8 +25,8 @@ constexpr uint32_t kMaxCap = 2048;
 // with many threads and classes does not park megabytes in every cache.
 constexpr uint32_t kMaxCapBytes = 2u << 20;
 // Mid classes (above 1 KiB) at most 256 KiB (or their default capacity,
-// where that is more). A program that fills the
-// blocks it allocates writes every page of a mid block; a wide cache hands
+// where that is more). A program that fills the blocks it allocates writes
+// every page of a mid block; a wide cache hands
 // back blocks freed long ago, cold in every cache level, and mid-churn ran
 // at 0.6x the default arm's speed under any arm wider than this, although
 // it took a hundredth of the slow paths (which is all the learner sees).

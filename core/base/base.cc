@@ -97,8 +97,9 @@ static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, co
 void config_init() {
   g_config.stats_at_exit = env_flag("HAKMEM_STATS", false);
   if (const char* file = env_value("HAKMEM_STATS_FILE")) {
-    if (strlen(file) < sizeof g_config.stats_file)
-      memcpy(g_config.stats_file, file, strlen(file) + 1);
+    const size_t length = strlen(file);
+    if (length < sizeof g_config.stats_file)
+      memcpy(g_config.stats_file, file, length + 1);
     else
       diag("hakmem: HAKMEM_STATS_FILE is longer than %zu bytes; the report goes to stderr",
            sizeof g_config.stats_file - 1);

@@ -7,14 +7,13 @@
 # find_package(hakmem) both run on hakmem, the static library links with
 # the C compiler alone, and the installed launcher finds its library and
 # says its version.
-set -euo pipefail
+source "$(dirname "$0")/../programs/common.sh"  # fail, need, make_tmp
 BUILD=$1 SRC=$2
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+need pkg-config cc readelf
+make_tmp
 prefix=$TMP/prefix
 cmake --install "$BUILD" --prefix "$prefix" >"$TMP/install.log" || { cat "$TMP/install.log"; fail "cmake --install"; }
-libdir=$(dirname "$(find "$prefix" -name 'libhakmem.so.0' | head -1)")
+libdir=$(dirname "$(find "$prefix" -name 'libhakmem.so.0' -print -quit)")
 [ -n "$libdir" ] && [ -d "$libdir" ] || fail "no libhakmem.so.0 installed"
 for f in "$libdir/libhakmem.so" "$libdir/libhakmem.a" "$libdir/pkgconfig/hakmem.pc" \
          "$libdir/cmake/hakmem/hakmemConfig.cmake" "$prefix/include/hakmem.h" "$prefix/bin/hakmem" \
@@ -28,7 +27,10 @@ echo "ok: installed under $prefix, soname $soname"
 flags=$(PKG_CONFIG_PATH="$libdir/pkgconfig" pkg-config --cflags --libs hakmem)
 cc "$SRC/tests/install/program.c" $flags -o "$TMP/with_pkgconfig"
 LD_LIBRARY_PATH="$libdir" "$TMP/with_pkgconfig" || fail "the pkg-config program ($flags) did not run on hakmem"
-LD_LIBRARY_PATH="$libdir" ldd "$TMP/with_pkgconfig" | grep -q "$libdir/libhakmem.so.0" || fail "the pkg-config program is not linked to the installed library"
+# (ldd's output is kept first: grep -q leaving early would kill ldd with
+# SIGPIPE, and pipefail then failed the test one run in three.)
+linked=$(LD_LIBRARY_PATH="$libdir" ldd "$TMP/with_pkgconfig")
+grep -q "$libdir/libhakmem.so.0" <<<"$linked" || fail "the pkg-config program is not linked to the installed library"
 echo "ok: pkg-config --cflags --libs hakmem: $flags"
 
 cmake -S "$SRC/tests/install/consumer" -B "$TMP/consumer" -DCMAKE_PREFIX_PATH="$prefix" >"$TMP/cmake.log" 2>&1 ||
