@@ -118,6 +118,7 @@ void config_init() {
   if (kHardened) {
     g_config.quarantine = env_flag("HAKMEM_HARDENED_QUARANTINE", true);
     g_config.zero_on_free = env_flag("HAKMEM_HARDENED_ZERO", true);
+    g_config.zero_whole_max = env_number("HAKMEM_HARDENED_ZERO_MAX", g_config.zero_whole_max, uint64_t{1} << 50, "bytes");
     g_config.randomize = env_flag("HAKMEM_HARDENED_RANDOM", true);
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
     g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);

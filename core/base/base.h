@@ -100,6 +100,11 @@ struct HAK_SEALED_PAGE Config {
   // costs); the release build has none of them.
   bool quarantine = kHardened;   // HAKMEM_HARDENED_QUARANTINE: freed blocks wait before reuse
   bool zero_on_free = kHardened; // HAKMEM_HARDENED_ZERO: freed blocks are cleared
+  // HAKMEM_HARDENED_ZERO_MAX: the largest block cleared whole (bytes). A
+  // clear costs a memset per byte freed, most of the hardened library's
+  // cost where kilobytes to megabytes churn untouched (SECURITY.md); larger
+  // slab blocks have their first 64 bytes cleared, spans and huge blocks none.
+  uint64_t zero_whole_max = 4096;
   bool randomize = kHardened;    // HAKMEM_HARDENED_RANDOM: slabs hand out blocks in random order
   bool guard_pages = kHardened;  // HAKMEM_HARDENED_GUARDS: guard pages around large spans and huge blocks
   bool canary = kHardened;       // HAKMEM_HARDENED_CANARY: a keyed word after each small and mid block
@@ -109,6 +114,11 @@ void config_init();
 // Hardened guard pages (around huge headers, after large spans, over cached
 // huge mappings): on unless HAKMEM_HARDENED_GUARDS=0; never in release.
 HAK_INLINE bool hardened_guards() { return kHardened && g_config.guard_pages; }
+// Hardened zero-on-free: whether a freed block of `size` bytes is cleared
+// whole (HAKMEM_HARDENED_ZERO and _ZERO_MAX); never in release.
+HAK_INLINE bool hardened_clears_whole(size_t size) {
+  return kHardened && g_config.zero_on_free && size <= g_config.zero_whole_max;
+}
 
 // ---- memory-checker annotations ----
 // The asan build poisons every byte that is not in the program's hands

@@ -39,6 +39,14 @@ HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
 // Hardened: a block of class `cls` leaves the free lists for the program's
 // hands: neither its encoded link nor its seal goes with it, and its canary
 // (if on) goes in.
+// Hardened: hardened_check_class with the common case, a block in the
+// arena, inline: a call for every allocation cost more than the check.
+HAK_INLINE void hardened_check_class_inline(void* block, int cls) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(block);
+  const UnitEntry* info;
+  if (HAK_LIKELY(arena_unit_entry(addr, info) && info->tag == slab_tag(cls) && entry_is_block_start(*info, addr))) return;
+  hardened_check_class(block, cls);  // a segment outside the arena, or the fault
+}
 HAK_INLINE void hardened_hand_out(void* block, int cls) {
   block_unseal(block);
   if (canary_bytes() != 0) *block_canary_slot(block, class_size(cls)) = block_canary(block);
@@ -59,7 +67,7 @@ HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
   TlsBin& bin = tls_bin_at_offset(bin_offset);
   // Hardened: the block must be one of this class before its link is read
   // (the read checks its seal: that it is free).
-  if (kHardened && bin.head != nullptr) hardened_check_class(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
+  if (kHardened && bin.head != nullptr) hardened_check_class_inline(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
   void* block = tls_cache_pop(bin);  // this thread's list: no lock, no atomic
   if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
   if (kHardened) hardened_hand_out(block, static_cast<int>(tls_bin_offset_class(bin_offset)));
@@ -331,8 +339,20 @@ HAK_NOINLINE void block_clear_after_link_long(void* block, size_t size) {
 }
 HAK_INLINE void block_clear_after_link(void* block, size_t size) {
   if (size > 128) return block_clear_after_link_long(block, size);
-  __m128i* v = static_cast<__m128i*>(block);  // small blocks: a few stores, no call
-  for (size_t i = 1; i < size / 16; ++i) _mm_store_si128(v + i, _mm_setzero_si128());
+  // Small blocks: a few stores, no call. Written out, since a loop became
+  // `rep stos`, whose start-up costs more than clearing 112 bytes.
+  __m128i* v = static_cast<__m128i*>(block);
+  const __m128i zero = _mm_setzero_si128();
+  switch (size / 16) {
+    case 8: _mm_store_si128(v + 7, zero); [[fallthrough]];
+    case 7: _mm_store_si128(v + 6, zero); [[fallthrough]];
+    case 6: _mm_store_si128(v + 5, zero); [[fallthrough]];
+    case 5: _mm_store_si128(v + 4, zero); [[fallthrough]];
+    case 4: _mm_store_si128(v + 3, zero); [[fallthrough]];
+    case 3: _mm_store_si128(v + 2, zero); [[fallthrough]];
+    case 2: _mm_store_si128(v + 1, zero); [[fallthrough]];
+    default: break;  // 16 bytes: the link words only
+  }
 }
 bool block_still_clear_after_link(const void* block, size_t size) {
   const __m128i* v = static_cast<const __m128i*>(block);
@@ -357,7 +377,9 @@ void hardened_free(void* p, uint16_t bin_offset) {
   if (canary_bytes() != 0 && HAK_UNLIKELY(*block_canary_slot(p, size) != block_canary(p)))
     fatal("hakmem: free(%p): the %zu bytes after the block's %zu usable ones were overwritten (a heap overflow); aborting",
           p, kCanaryBytes, size - kCanaryBytes);
-  if (g_config.zero_on_free) block_clear_after_link(p, size);  // before the checker poisons it
+  // Before the checker poisons it. A block above HAKMEM_HARDENED_ZERO_MAX
+  // keeps all but its first 64 bytes (which the quarantine checks).
+  if (g_config.zero_on_free) block_clear_after_link(p, size <= g_config.zero_whole_max ? size : kCheckedAfterFree);
   annotate_free(p, size);
   if (g_config.quarantine && !t_cache.exited) {
     block_mark_quarantined(p);

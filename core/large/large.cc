@@ -96,15 +96,15 @@ void expire_cache_locked(uint64_t now) {
     if (now - g_huge_cache[i].freed_ms >= g_config.decay_ms) unmap_cache_entry(i);
 }
 
-// Writes the header of the mapping at `base` (its prefix readable and
-// writable), raises its guards, and hands its block out.
-void* huge_install(char* base, size_t map_size) {
+// Writes the header of the mapping at `base` (its header page writable),
+// raises its guards unless they are up already, and hands its block out.
+void* huge_install(char* base, size_t map_size, bool guards_up) {
   char* user = base + huge_prefix();
   HugeHeader* h = huge_header(user);
   h->user = user;
   h->map_size = map_size;
   h->check = huge_check(user, map_size);
-  huge_protect_prefix(base, true);
+  if (!guards_up) huge_protect_prefix(base, true);
   segmap_set(user, kSlotHuge);
   g_counters.huge_allocs.add(1);
   g_counters.huge_live_bytes.add(map_size - huge_prefix());
@@ -165,7 +165,6 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     e = cache_take_locked(map_size);
   }
   if (e.base != nullptr) {
-    if (hardened_guards()) os_protect_rw(e.base, e.map_size);  // see huge_free
     // A cached mapping's pages are resident: reusing them spares the faults
     // that made allocate/free loops of huge blocks slow. One up to 8 times
     // the request is handed out whole (trimming it would make the next,
@@ -174,12 +173,13 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
     bool aligned = (reinterpret_cast<uintptr_t>(e.base + huge_prefix()) & (a - 1)) == 0;
     bool whole = aligned && e.map_size >= map_size && e.map_size / 8 <= map_size;
     size_t keep = whole ? e.map_size : map_size;
+    if (!whole) huge_protect_prefix(e.base, false);  // the kernel moves a mapping of one protection
     char* base = whole ? e.base : reshape_mapping(e.base, e.map_size, keep, a);
     if (base != nullptr) {
       if (keep > e.map_size) g_counters.huge_mapped_bytes.add(keep - e.map_size);
       else g_counters.huge_mapped_bytes.sub(e.map_size - keep);
-      *zeroed = kHardened && g_config.zero_on_free;  // cleared when it was freed
-      return huge_install(base, keep);
+      *zeroed = hardened_clears_whole(e.map_size - huge_prefix());  // cleared when it was freed
+      return huge_install(base, keep, whole);
     }
     os_unmap(e.base, e.map_size);  // the kernel would not reshape it: give it up
     g_counters.huge_mapped_bytes.sub(e.map_size);
@@ -188,7 +188,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
   if (base == nullptr) return nullptr;
   g_counters.huge_mapped_bytes.add(map_size);
   *zeroed = true;
-  return huge_install(base, map_size);
+  return huge_install(base, map_size, false);
 }
 
 void huge_free(HugeHeader* h) {
@@ -199,8 +199,7 @@ void huge_free(HugeHeader* h) {
   h->user = nullptr;
   g_counters.huge_frees.add(1);
   g_counters.huge_live_bytes.sub(map_size - huge_prefix());
-  // Cached mappings keep no guards: they are reshaped or reinstalled next.
-  huge_protect_prefix(base, false);
+  // A cached mapping keeps its guards: most are reused whole (huge_alloc).
   if (g_config.decay_ms == 0 || map_size > kHugeCacheBytes) {  // not cached: its pages go at once
     g_counters.huge_mapped_bytes.sub(map_size);
     os_unmap(base, map_size);
@@ -208,15 +207,15 @@ void huge_free(HugeHeader* h) {
     expire_cache_locked(os_now_ms());
     return;
   }
-  if (kHardened) {
-    // The block's contents must not reach its next owner: cleared here, the
-    // pages stay resident for that owner (handing them back instead made
-    // every reuse fault them in again, several times the cost of clearing).
-    if (g_config.zero_on_free) os_clear_resident(base + huge_prefix(), map_size - huge_prefix());
-    // While cached the whole mapping is PROT_NONE: a dangling pointer's
-    // read or write faults instead of reaching the next owner's data.
-    if (hardened_guards()) os_protect_none(base, map_size);
-  }
+  // Hardened: the block's contents must not reach its next owner: cleared
+  // here, the pages stay resident for that owner (handing them back instead
+  // made every reuse fault them in again, several times the cost of
+  // clearing). The cached block stays readable and writable: making it
+  // PROT_NONE while cached, and writable again at reuse, took two mprotect
+  // calls over every page of it, 50 times the cost of a 5-25 MB
+  // allocate-write-free loop without them (huge-loop), and each page
+  // faulted again at its first write.
+  if (hardened_clears_whole(map_size - huge_prefix())) os_clear_resident(base + huge_prefix(), map_size - huge_prefix());
   LockGuard guard(g_huge_lock);
   uint64_t now = os_now_ms();
   expire_cache_locked(now);
@@ -264,7 +263,7 @@ bool large_free(void* p) {
     // Hardened: the span's contents must not reach its next owner. Cleared
     // here, its pages stay resident for that owner (a purge would make it
     // fault every page in again: spans are reused often).
-    if (kHardened && g_config.zero_on_free) memset(p, 0, run->large_size);
+    if (hardened_clears_whole(run->large_size)) memset(p, 0, run->large_size);
     backend_free_run(run);  // its guard stays up (backend_span_guard_bytes)
     return true;
   }

@@ -392,24 +392,47 @@ TEST_F(Hardened, LayoutAndReuseAreUnpredictable) {
   for (char* p : v) free(p);
 }
 
-// Freed contents never reach the next owner: every block handed out reads as
-// zeros, whatever its last owner left in it (48 of 64 bytes survived before).
-TEST_F(Hardened, FreedContentsDoNotSurvive) {
-  // 20000 and 100000: blocks cleared page by page where resident; some of
-  // the second kind are written in part only (untouched pages stay zero).
-  for (size_t n : {size_t{64}, size_t{1000}, size_t{20000}, size_t{100000}}) {
-    std::vector<unsigned char*> v;
-    for (int i = 0; i < 50; ++i) {
-      v.push_back(static_cast<unsigned char*>(malloc(n)));
-      memset(v.back(), 0xab, i % 2 == 0 ? n : n / 3);
-    }
-    for (unsigned char* p : v) free(p);
-    for (int i = 0; i < 500; ++i) {
-      unsigned char* p = static_cast<unsigned char*>(malloc(n));
-      for (size_t k = 0; k < malloc_usable_size(p); ++k) ASSERT_EQ(p[k], 0) << n << " bytes, byte " << k;
-      free(p);
-    }
+// Writes `n`-byte blocks full (every other one a third full), frees them,
+// and checks that the next `n`-byte blocks read as zeros in their first
+// `cleared` bytes (all of them: SIZE_MAX).
+void check_freed_contents_cleared(size_t n, size_t cleared) {
+  std::vector<unsigned char*> v;
+  for (int i = 0; i < 50; ++i) {
+    v.push_back(static_cast<unsigned char*>(malloc(n)));
+    memset(v.back(), 0xab, i % 2 == 0 ? n : n / 3);
   }
+  for (unsigned char* p : v) free(p);
+  for (int i = 0; i < 500; ++i) {
+    unsigned char* p = static_cast<unsigned char*>(malloc(n));
+    const size_t end = std::min(cleared, malloc_usable_size(p));
+    for (size_t k = 0; k < end; ++k) ASSERT_EQ(p[k], 0) << n << " bytes, byte " << k;
+    free(p);
+  }
+}
+
+// Freed contents never reach the next owner: every block of up to 4 KiB
+// (HAKMEM_HARDENED_ZERO_MAX's default) handed out reads as zeros, whatever
+// its last owner left in it (48 of 64 bytes survived before); a larger
+// slab block has its first 64 bytes cleared.
+TEST_F(Hardened, FreedContentsDoNotSurvive) {
+  for (size_t n : {size_t{64}, size_t{1000}, size_t{4000}}) check_freed_contents_cleared(n, SIZE_MAX);
+  for (size_t n : {size_t{20000}, size_t{100000}}) check_freed_contents_cleared(n, 64);
+}
+
+// HAKMEM_HARDENED_ZERO_MAX raised: blocks of every size come back cleared
+// whole, large spans and huge blocks included. 20000 and 100000: blocks
+// cleared page by page where resident; some are written in part only
+// (untouched pages stay zero). Runs itself in a child with the setting.
+TEST(HardenedSettings, ZeroMaxClearsLargerBlocksWhole) {
+  if (getenv("HAKMEM_TEST_ZERO_ALL") == nullptr) {
+    int status = 0;
+    const std::string said = test_support::run_self("HAKMEM_TEST_ZERO_ALL=1 HAKMEM_HARDENED_ZERO_MAX=1073741824",
+                                                    "HardenedSettings.ZeroMaxClearsLargerBlocksWhole", "zero-all: ", &status);
+    EXPECT_EQ(status, 0);
+    EXPECT_EQ(said, "every block came back clear\n");
+    return;
+  }
+  for (size_t n : {size_t{64}, size_t{20000}, size_t{100000}}) check_freed_contents_cleared(n, SIZE_MAX);
   void* big = malloc(300 * KiB);  // a large span, and a huge block
   memset(big, 0xab, 300 * KiB);
   free(big);
@@ -418,10 +441,12 @@ TEST_F(Hardened, FreedContentsDoNotSurvive) {
   free(huge);
   unsigned char* again = static_cast<unsigned char*>(malloc(300 * KiB));
   unsigned char* huge_again = static_cast<unsigned char*>(malloc(5 * MiB));
+  ASSERT_EQ(huge_again, huge) << "the cached mapping was not reused: the test saw nothing";
   for (size_t k = 0; k < 300 * KiB; k += 512) ASSERT_EQ(again[k], 0) << k;
   for (size_t k = 0; k < 5 * MiB; k += 4096) ASSERT_EQ(huge_again[k], 0) << k;
   free(again);
   free(huge_again);
+  if (!testing::Test::HasFailure()) printf("zero-all: every block came back clear\n");
 }
 
 // A huge block's header is out of an overflow's reach: a guard page on
@@ -512,20 +537,18 @@ TEST_F(Hardened, GuardsOfFreedSpansNeverStandInTheNextOwnersWay) {
   EXPECT_EQ(guarded, spans) << "a live span without its guard page";
 }
 
-// A freed huge block's mapping waits for reuse cleared and PROT_NONE: a
-// dangling pointer faults instead of reading or writing the next owner's
-// data, and the next owner gets zeros.
-TEST_F(Hardened, FreedHugeBlockFaultsWhileCachedAndComesBackClear) {
+// A freed huge block's mapping waits for reuse in the huge cache with its
+// header still between its guard pages, and comes back with them.
+TEST_F(Hardened, FreedHugeBlockKeepsItsGuardsWhileCached) {
   char* p = static_cast<char*>(malloc(5 * MiB));
   ASSERT_NE(p, nullptr);
-  memset(p, 0x5a, 5 * MiB);
+  ASSERT_EQ(mapping_perms(p - 1), "---p");
   free(p);
-  EXPECT_EXIT((void)static_cast<volatile char*>(launder(p))[100], testing::KilledBySignal(SIGSEGV), "");
-  EXPECT_EXIT((static_cast<volatile char*>(launder(p))[100] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EQ(mapping_perms(p - 1), "---p") << "a cached mapping lost its guard";
+  EXPECT_EQ(mapping_perms(p - 2 * 4096 - 1), "---p");
   char* q = static_cast<char*>(malloc(5 * MiB));
-  ASSERT_NE(q, nullptr);
-  EXPECT_EQ(q, p) << "the cached mapping was not reused: the test saw nothing";
-  for (size_t i = 0; i < 5 * MiB; i += 4096) ASSERT_EQ(q[i], 0) << i;
+  ASSERT_EQ(q, p) << "the cached mapping was not reused: the test saw nothing";
+  EXPECT_EXIT((void)*static_cast<volatile char*>(launder(q - 1)), testing::KilledBySignal(SIGSEGV), "");
   q[100] = 1;  // the owner's again
   free(q);
 }
@@ -620,6 +643,26 @@ TEST(HardenedSettings, ProbeForTheParent) {
   free(span);
   printf("probe: quarantine=%d random=%d zero=%d guards=%d span_guards=%d canary=%d\n", quarantine, random, !leftovers,
          guards, span_guards, canary);
+}
+
+// HAKMEM_HARDENED_ZERO_MAX is checked as every number setting is.
+TEST(HardenedSettings, ZeroMaxTakesANumberOfBytes) {
+  const struct {
+    const char* env;
+    const char* said;
+  } cases[] = {
+      {"HAKMEM_HARDENED_ZERO_MAX=4k", "HAKMEM_HARDENED_ZERO_MAX=4k is not a number of bytes; using the default, 4096\n"},
+      {"HAKMEM_HARDENED_ZERO_MAX=1125899906842625",
+       "HAKMEM_HARDENED_ZERO_MAX=1125899906842625 is above the most, 1125899906842624 bytes; using 1125899906842624\n"},
+      {"HAKMEM_HARDENED_ZERO_MAX=65536", ""},
+  };
+  for (const auto& c : cases) {
+    int status = 0;
+    const std::string said = test_support::run_self(std::string(c.env) + " HAKMEM_TEST_PROBE=1",
+                                                    "HardenedSettings.ProbeForTheParent", "hakmem: ", &status);
+    EXPECT_EQ(status, 0) << c.env;
+    EXPECT_EQ(said, c.said) << c.env;
+  }
 }
 
 TEST(HardenedSettings, EachMitigationIsOneSetting) {
