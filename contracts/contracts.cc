@@ -20,6 +20,9 @@ std::atomic<uint64_t> g_fires[6];
 
 HAK_TLS int t_refill_depth;
 HAK_TLS int t_learner_depth;
+// A ring push never pushes to another ring, so one slot per thread holds the
+// drop count of the push in progress.
+HAK_TLS uint64_t t_ring_drops_at_push;
 
 const char* place_name(Place p) {
   switch (p) {
@@ -35,13 +38,30 @@ const char* place_name(Place p) {
 // to place, in memory of its own (never malloc), under one lock. Blocks that
 // were never seen are in their slab. Deleting (back to the slab) leaves a
 // tombstone-free table by storing kSlab in place.
-constexpr size_t kShadowSlots = size_t{1} << 24;
+constexpr unsigned kShadowSlotBits = 24;
+constexpr size_t kShadowSlots = size_t{1} << kShadowSlotBits;
+// Linear probing crawls as the table nears full, and every probe runs under
+// the one lock: the table counts itself full with an eighth of it still free.
+constexpr size_t kShadowCapacity = kShadowSlots - kShadowSlots / 8;
 struct ShadowEntry {
   uintptr_t key;
   Place place;
 };
 ShadowEntry* g_shadow = nullptr;
 Lock g_shadow_lock;
+size_t g_shadow_tracked = 0;
+size_t g_shadow_capacity = kShadowCapacity;
+// Sticky: a block left out while the table was full and recorded later would
+// look as if it had been in its slab all along, and its next move would fire
+// for nothing. Atomic only so that shadow_full() can read it without the lock.
+std::atomic<bool> g_shadow_full{false};
+
+void report_shadow_full_locked() {
+  if (g_shadow_full.load(std::memory_order_relaxed)) return;
+  g_shadow_full.store(true, std::memory_order_relaxed);
+  diag("hakmem: contract C ownership table full at %zu blocks: blocks not seen before are no longer checked",
+       g_shadow_tracked);
+}
 
 ShadowEntry* shadow_slot(uintptr_t key, bool insert) {
   if (g_shadow == nullptr) {
@@ -49,12 +69,17 @@ ShadowEntry* shadow_slot(uintptr_t key, bool insert) {
     g_shadow = static_cast<ShadowEntry*>(os_map_aligned(kShadowSlots * sizeof(ShadowEntry), kOsPageSize));
     if (g_shadow == nullptr) return nullptr;
   }
-  size_t i = (key >> 3) * 0x9E3779B97F4A7C15ull >> (64 - 24);
+  size_t i = (key >> 3) * 0x9E3779B97F4A7C15ull >> (64 - kShadowSlotBits);
   for (size_t probes = 0; probes < kShadowSlots; ++probes, i = (i + 1) & (kShadowSlots - 1)) {
     ShadowEntry& e = g_shadow[i];
     if (e.key == key) return &e;
     if (e.key == 0) {
       if (!insert) return nullptr;
+      if (g_shadow_full.load(std::memory_order_relaxed) || g_shadow_tracked >= g_shadow_capacity) {
+        report_shadow_full_locked();
+        return nullptr;
+      }
+      ++g_shadow_tracked;
       e.key = key;
       e.place = Place::kSlab;
       return &e;
@@ -65,7 +90,7 @@ ShadowEntry* shadow_slot(uintptr_t key, bool insert) {
 
 void move_locked(const void* block, Place from, Place to, char contract) {
   ShadowEntry* e = shadow_slot(reinterpret_cast<uintptr_t>(block), true);
-  if (e == nullptr) return;  // table full: stop checking rather than lie
+  if (e == nullptr) return;  // not tracked (table full, reported): unchecked rather than a lie
   if (e->place != from) {
     char what[160];
     snprintf(what, sizeof what, "block moved from %s to %s, but it is in %s%s", place_name(from),
@@ -95,9 +120,13 @@ void fire(char contract, const char* what, const void* where) {
   abort();
 }
 
-void ring_push_returned(bool pushed, bool full, bool dropped, uint32_t retries) {
-  if (full && !dropped) fire('A', "a push to a full ring returned without counting a drop", nullptr);
-  if (full && pushed) fire('A', "a push to a full ring claims to have stored its item", nullptr);
+void ring_push_begins(uint64_t drops) { t_ring_drops_at_push = drops; }
+
+void ring_push_returned(bool stored, uint64_t drops, uint32_t retries) {
+  // The counter only rises, and other producers' drops can only raise it
+  // further: if it did not rise, this push's drop was not counted.
+  if (!stored && drops <= t_ring_drops_at_push)
+    fire('A', "a push to a full ring returned without counting a drop", nullptr);
   // Retries come only from producers racing each other, never from waiting
   // for the consumer; a long run of them means the producer waited.
   if (retries > 10000) fire('A', "a ring producer spun waiting instead of dropping", nullptr);
@@ -134,6 +163,13 @@ Place block_place(const void* block) {
   LockGuard guard(g_shadow_lock);
   ShadowEntry* e = shadow_slot(reinterpret_cast<uintptr_t>(block), false);
   return e == nullptr ? Place::kSlab : e->place;
+}
+
+bool shadow_full() { return g_shadow_full.load(std::memory_order_relaxed); }
+
+void limit_shadow_table_for_tests(size_t blocks) {
+  LockGuard guard(g_shadow_lock);
+  g_shadow_capacity = blocks < kShadowCapacity ? blocks : kShadowCapacity;
 }
 
 void block_enters_list(const void* block, size_t cls) {

@@ -27,9 +27,13 @@ uint64_t fire_count(char contract);
 void fire(char contract, const char* what, const void* where);
 
 // ---- A: a bounded queue never blocks its producer ----
-// Called when a push returns: `full` if the ring had no room, `dropped` if the
-// drop counter rose, `retries` the contention retries it took.
-void ring_push_returned(bool pushed, bool full, bool dropped, uint32_t retries);
+// A ring reports its drop counter as a push starts and again as it returns
+// (with `stored`, the push's result, and `retries`, the extra turns of its
+// loop), so that the checker sees what the ring did rather than what its
+// full-push path believes it did. A push that stored nothing must have
+// counted a drop.
+void ring_push_begins(uint64_t drops);
+void ring_push_returned(bool stored, uint64_t drops, uint32_t retries);
 
 // ---- B: a policy takes effect at the next refill, and only there ----
 void refill_enter();
@@ -48,6 +52,13 @@ void list_moved(const void* head, uint32_t count, Place from, Place to);
 // A large or huge block handed out (to the user) or given back.
 void big_block_moved(const void* block, Place from, Place to);
 Place block_place(const void* block);  // kSlab when never seen
+// The shadow table has a fixed size. Once it is full, blocks it has not seen
+// yet are no longer checked: that is reported once (a diag line) and from
+// then on shadow_full() is true.
+bool shadow_full();
+// Tests only: lets the table count itself full after `blocks` tracked
+// blocks, so a test can fill it without millions of allocations.
+void limit_shadow_table_for_tests(size_t blocks);
 
 // ---- E: tags agree with the slabs they describe ----
 // A block about to be pushed onto the thread list of class `cls`.

@@ -16,7 +16,17 @@
 
 namespace hakmem {
 
-template <typename T, uint32_t kCapacity>
+// What a push to a full ring does, as contract A wants it. Contract A's tests
+// instantiate rings with a broken policy (one that forgets to count the drop,
+// one that spins waiting for room) to see the checker fire on real ring code;
+// the allocator's rings all use this one, and `if constexpr` leaves no trace
+// of the broken branches in them.
+struct DropAndCountWhenFull {
+  static constexpr bool kCountsDrop = true;
+  static constexpr uint32_t kSpinsBeforeDropping = 0;
+};
+
+template <typename T, uint32_t kCapacity, typename FullPush = DropAndCountWhenFull>
 class BoundedRing {
   static_assert((kCapacity & (kCapacity - 1)) == 0, "capacity is a power of two");
   // With one cell, "free for lap n+1" and "full with lap n" carry the same
@@ -30,8 +40,11 @@ class BoundedRing {
 
   // Never blocks: returns false (and counts a drop) when the ring is full.
   bool try_push(const T& item) {
+    // Contract A judges the push by what the ring's counters did between here
+    // and the return, not by what this code says it did.
+    HAK_CONTRACT(contracts::ring_push_begins(drops()));
     uint64_t pos = head_.load(std::memory_order_relaxed);
-    uint32_t retries = 0;  // only ever raised by racing producers (contract A)
+    uint32_t retries = 0;  // a correct ring raises it only for racing producers (contract A)
     (void)retries;
     for (;;) {
       Cell& cell = cells_[pos & (kCapacity - 1)];
@@ -41,14 +54,20 @@ class BoundedRing {
         if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
           cell.value = item;
           set_cell_seq(cell, pos, pos + 1);
-          HAK_CONTRACT(contracts::ring_push_returned(true, false, false, retries));
+          HAK_CONTRACT(contracts::ring_push_returned(true, drops(), retries));
           return true;
         }
         ++retries;
       } else if (dif < 0) {
-        uint64_t before = drops_.fetch_add(1, std::memory_order_relaxed);
-        (void)before;
-        HAK_CONTRACT(contracts::ring_push_returned(false, true, drops() > before, retries));
+        if constexpr (FullPush::kSpinsBeforeDropping > 0) {
+          if (retries < FullPush::kSpinsBeforeDropping) {
+            ++retries;
+            pos = head_.load(std::memory_order_relaxed);
+            continue;
+          }
+        }
+        if constexpr (FullPush::kCountsDrop) drops_.fetch_add(1, std::memory_order_relaxed);
+        HAK_CONTRACT(contracts::ring_push_returned(false, drops(), retries));
         return false;
       } else {
         ++retries;
