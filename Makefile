@@ -115,6 +115,10 @@ ubsan:
 	cd $(BUILD)/ubsan && UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) \
 	  -LE programs -E contract_d
 
+# The stress tests, and the unit tests of threads, stats and trim on the
+# prefixed API (label tsan_unit: stats snapshots and trims beside refills
+# found the slab count race). The suppressions name the one race kept on
+# purpose, stats reading live threads' cache counters.
 # Not here: fork while threads allocate. A child forked from a threaded
 # process under TSan can hang in TSan's own runtime (its locks are not taken
 # around fork in this clang; llvm-project PR 96600), which failed a run of
@@ -124,8 +128,8 @@ tsan:
 	$(CMAKE) -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAKMEM_SANITIZE=thread \
 	  -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/tsan -j $(JOBS)
-	cd $(BUILD)/tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j $(JOBS) -L stress \
-	  -E ForkWhileThreadsAllocate
+	cd $(BUILD)/tsan && TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/unit/tsan_suppressions.txt" \
+	  ctest --output-on-failure -j $(JOBS) -L 'stress|tsan_unit' -E ForkWhileThreadsAllocate
 
 # Valgrind memcheck over programs on the prefixed API, hakmem describing its
 # blocks with client requests: clean runs, and a leak and a use after free caught.

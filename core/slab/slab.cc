@@ -1,5 +1,7 @@
 #include "slab/slab.h"
 
+#include <atomic>
+
 #include "os/os.h"
 
 namespace hakmem {
@@ -26,7 +28,12 @@ uint64_t g_segment_count = 0;
 uint64_t g_segments_outside_arena = 0;
 uint64_t g_dirty_units = 0;
 uint64_t g_returned_bytes = 0;
-uint64_t g_slab_count[kNumClasses];
+// Slabs per class. Changed under that class's central lock, and read by
+// backend_stats, which holds only the backend lock (taking every class lock
+// there would stall all refills for a stats call): hence atomic. Relaxed is
+// enough, as the count publishes no other data; a snapshot may be one slab
+// behind a refill in flight.
+std::atomic<uint64_t> g_slab_count[kNumClasses];
 
 // The arena's slots below g_arena_free_hint are all live segments (the
 // search for a free slot starts there, keeping the heap low and compact);
@@ -509,7 +516,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
       annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
-      ++g_slab_count[cls];
+      g_slab_count[cls].fetch_add(1, std::memory_order_relaxed);
       partial_push(cls, s);
     }
     const bool random = kHardened && g_config.randomize;
@@ -556,7 +563,7 @@ void slab_return_blocks(int cls, void* head, uint32_t count) {
     --s->used;
     if (s->used == 0) {
       if (s->on_partial_list) partial_remove(cls, s);
-      --g_slab_count[cls];
+      g_slab_count[cls].fetch_sub(1, std::memory_order_relaxed);
       annotate_returned(slab_start(s), static_cast<size_t>(s->units) << kUnitShift);
       backend_free_run(s);
     } else if (!s->on_partial_list) {
@@ -575,7 +582,7 @@ void backend_stats(BackendStats* out) {
   out->bytes_mapped = g_segment_count * kSegmentSize;
   out->bytes_dirty = g_dirty_units * kUnitSize;
   out->bytes_returned = g_returned_bytes;
-  for (int c = 0; c < kNumClasses; ++c) out->slabs[c] = g_slab_count[c];
+  for (int c = 0; c < kNumClasses; ++c) out->slabs[c] = g_slab_count[c].load(std::memory_order_relaxed);
   out->arena_base = g_arena.base;
   out->arena_bytes = g_arena.size;
   out->segments_outside_arena = g_segments_outside_arena;
