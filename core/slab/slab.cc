@@ -33,7 +33,7 @@ uint64_t g_returned_bytes = 0;
 // there would stall all refills for a stats call): hence atomic. Relaxed is
 // enough, as the count publishes no other data; a snapshot may be one slab
 // behind a refill in flight.
-std::atomic<uint64_t> g_slab_count[kNumClasses];
+std::atomic<uint64_t> g_slab_count[kNumClasses]{};  // {}: constant-initialised (UBSan builds otherwise ran a dynamic initializer)
 
 // The arena's slots below g_arena_free_hint are all live segments (the
 // search for a free slot starts there, keeping the heap low and compact);
