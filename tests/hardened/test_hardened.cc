@@ -20,18 +20,14 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/opaque.h"
 #include "tests/support/run_self.h"
 
 namespace {
 
 constexpr size_t KiB = 1024, MiB = 1024 * 1024;
 
-// Hide where a pointer came from, so the compiler neither warns about the
-// deliberate misuse nor reasons about it.
-void* launder(void* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
+using test_support::opaque;
 
 std::string address_pattern(const void* p) {
   char buf[64];
@@ -56,7 +52,7 @@ TEST_F(Hardened, DoubleFreeAbortsInEveryRange) {
     void* p = malloc(n);
     ASSERT_NE(p, nullptr);
     const std::string expected = "hakmem: free\\(" + address_pattern(p) + "\\): double free; aborting";
-    EXPECT_DEATH((free(p), free(launder(p))), expected) << n;
+    EXPECT_DEATH((free(p), free(opaque(p))), expected) << n;
     free(p);
   }
   for (size_t n : {size_t{128 * KiB}, size_t{300 * KiB}, size_t{5 * MiB}}) {  // large spans and huge mappings
@@ -64,7 +60,7 @@ TEST_F(Hardened, DoubleFreeAbortsInEveryRange) {
     ASSERT_NE(p, nullptr);
     const std::string expected = "hakmem: free\\(" + address_pattern(p) + "\\): " +
                                  (n < MiB ? "not a live block" : "pointer not allocated by hakmem \\(or a huge block freed already\\)");
-    EXPECT_DEATH((free(p), free(launder(p))), expected) << n;
+    EXPECT_DEATH((free(p), free(opaque(p))), expected) << n;
     free(p);
   }
 }
@@ -78,21 +74,21 @@ TEST_F(Hardened, DoubleFreeAbortsAfterTheBlockLeftTheThread) {
   std::vector<void*> others;
   for (int i = 0; i < 20000; ++i) others.push_back(malloc(64));
   for (void* q : others) free(q);  // flushes whole batches, p's among them
-  EXPECT_DEATH(free(launder(p)), "double free; aborting");
+  EXPECT_DEATH(free(opaque(p)), "double free; aborting");
 }
 
 TEST_F(Hardened, ForeignAndInteriorFreesAbort) {
   const std::string foreign = "hakmem: free\\(" + address_pattern(&g_target[2]) + "\\): pointer not allocated by hakmem \\(or a huge block freed already\\); aborting";
-  EXPECT_DEATH(free(launder(&g_target[2])), foreign);
+  EXPECT_DEATH(free(opaque(&g_target[2])), foreign);
   long on_stack[4] = {1, 2, 3, 4};
-  EXPECT_DEATH(free(launder(on_stack)), "pointer not allocated by hakmem \\(or a huge block freed already\\); aborting");
+  EXPECT_DEATH(free(opaque(on_stack)), "pointer not allocated by hakmem \\(or a huge block freed already\\); aborting");
   char* p = static_cast<char*>(malloc(256));
   ASSERT_NE(p, nullptr);
   const std::string interior = "hakmem: free\\(" + address_pattern(p + 16) + "\\): not a live block.*aborting";
-  EXPECT_DEATH(free(launder(p + 16)), interior);
+  EXPECT_DEATH(free(opaque(p + 16)), interior);
   char* big = static_cast<char*>(malloc(300 * KiB));
-  EXPECT_DEATH(free(launder(big + 4096)), "not a live block.*aborting");
-  EXPECT_DEATH(free(launder(realloc(launder(&g_target[1]), 100))), "pointer not allocated by hakmem \\(or a huge block freed already\\); aborting");
+  EXPECT_DEATH(free(opaque(big + 4096)), "not a live block.*aborting");
+  EXPECT_DEATH(free(opaque(realloc(opaque(&g_target[1]), 100))), "pointer not allocated by hakmem \\(or a huge block freed already\\); aborting");
   free(big);
   free(p);
 }
@@ -115,7 +111,7 @@ void redirect_after_free(bool to_stack) {
   void* p = malloc(64);
   free(p);
   uintptr_t aim = reinterpret_cast<uintptr_t>(to_stack ? &on_stack[0] : &g_target[0]);
-  memcpy(launder(p), &aim, sizeof aim);  // the write after free
+  memcpy(opaque(p), &aim, sizeof aim);  // the write after free
   for (int i = 0; i < 1000; ++i) {
     void* q = malloc(64);
     if (q == reinterpret_cast<void*>(aim)) fprintf(stderr, "malloc handed out the address the write chose\n");
@@ -140,7 +136,7 @@ TEST_F(Hardened, WriteAfterFreeIntoAListedLinkIsCaught) {
         free(p);
         push_through_quarantine(64);  // p is in the bin now, or further on
         uintptr_t aim = reinterpret_cast<uintptr_t>(&g_target[0]);
-        memcpy(launder(p), &aim, sizeof aim);
+        memcpy(opaque(p), &aim, sizeof aim);
         for (int i = 0; i < 100000; ++i)
           if (malloc(64) == &g_target[0]) fprintf(stderr, "malloc handed out the address the write chose\n");
         malloc_trim(0);  // and every list walk, should the block have gone on
@@ -164,7 +160,7 @@ TEST_F(Hardened, DamagedLinkDeepInAListStopsTheWalkThatReachesIt) {
         uintptr_t junk[2];
         junk[0] = reinterpret_cast<uintptr_t>(&g_target[0]);
         junk[1] = 0x1234;
-        memcpy(launder(v[0]), junk, sizeof junk);  // both words: link and seal
+        memcpy(opaque(v[0]), junk, sizeof junk);  // both words: link and seal
         malloc_trim(0);
         fprintf(stderr, "no fault seen\n");
         _exit(0);
@@ -198,13 +194,13 @@ TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMarkThatHandOutClears) {
   free(q);
   free(p);
   uintptr_t words[2];
-  memcpy(words, launder(p), sizeof words);
+  memcpy(words, opaque(p), sizeof words);
   EXPECT_EQ(words[0], 0u) << "a quarantined block holds a link";
   EXPECT_NE(words[1], 0u) << "no free mark";
   std::vector<void*> v;
   for (int i = 0; i < 400; ++i) v.push_back(malloc(48));
   for (void* b : v) free(b);  // p leaves the quarantine for a list
-  memcpy(words, launder(p), sizeof words);
+  memcpy(words, opaque(p), sizeof words);
   EXPECT_NE(words[0], 0u) << "a null link stored in the clear";
   EXPECT_NE(words[1], 0u) << "no free mark";
   EXPECT_NE(words[0], reinterpret_cast<uintptr_t>(q)) << "the link is stored in the clear";
@@ -212,7 +208,7 @@ TEST_F(Hardened, FreeBlocksHoldEncodedLinksAndAMarkThatHandOutClears) {
   v.clear();
   for (int i = 0; i < 2000; ++i) {
     v.push_back(malloc(48));
-    memcpy(words, launder(v.back()), sizeof words);
+    memcpy(words, opaque(v.back()), sizeof words);
     ASSERT_EQ(words[0], 0u) << "a handed-out block still holds its encoded link";
     ASSERT_EQ(words[1], 0u) << "the free mark outlived the allocation";
     if (i % 3 == 0) free(v.back()), v.pop_back();  // churn: blocks come back through the quarantine
@@ -245,8 +241,8 @@ TEST_F(Hardened, OverflowPastTheUsableEndIsCaughtAtFree) {
     memset(p, 0x5a, usable);
     const std::string expected = "hakmem: free\\(" + address_pattern(p) +
                                  "\\): the 8 bytes after the block's [0-9]+ usable ones were overwritten \\(a heap overflow\\); aborting";
-    EXPECT_DEATH((static_cast<volatile char*>(launder(p))[usable] = 0, free(p)), expected) << n;
-    volatile char* end = static_cast<volatile char*>(launder(p)) + usable;
+    EXPECT_DEATH((static_cast<volatile char*>(opaque(p))[usable] = 0, free(p)), expected) << n;
+    volatile char* end = static_cast<volatile char*>(opaque(p)) + usable;
     EXPECT_DEATH((end[7] = static_cast<char>(~end[7]), free(p)), expected) << n;  // any byte of the 8
     free(p);  // untouched past its end in this process: no fault
   }
@@ -254,11 +250,11 @@ TEST_F(Hardened, OverflowPastTheUsableEndIsCaughtAtFree) {
   void* a = nullptr;
   ASSERT_EQ(posix_memalign(&a, 256, 700), 0);
   const size_t usable = malloc_usable_size(a);
-  EXPECT_DEATH((static_cast<volatile char*>(launder(a))[usable] = 0, free(a)), "a heap overflow");
+  EXPECT_DEATH((static_cast<volatile char*>(opaque(a))[usable] = 0, free(a)), "a heap overflow");
   free(a);
   char* r = static_cast<char*>(realloc(malloc(3000), 2000));
   ASSERT_NE(r, nullptr);
-  EXPECT_DEATH((static_cast<volatile char*>(launder(r))[malloc_usable_size(r)] = 0, free(r)), "a heap overflow");
+  EXPECT_DEATH((static_cast<volatile char*>(opaque(r))[malloc_usable_size(r)] = 0, free(r)), "a heap overflow");
   free(r);
 }
 
@@ -306,13 +302,13 @@ TEST_F(Hardened, ASecretComputedFromAFreedBlockForgesNothing) {
         void* c = malloc(64);
         free(a);
         uintptr_t wa[2];
-        memcpy(wa, launder(a), sizeof wa);
+        memcpy(wa, opaque(a), sizeof wa);
         const uintptr_t guess = wa[0] ^ reinterpret_cast<uintptr_t>(a);  // link 0: word 0 = secret ^ address
         free(c);
         uintptr_t forged[2];
         forged[0] = reinterpret_cast<uintptr_t>(live) ^ guess ^ reinterpret_cast<uintptr_t>(c);
         forged[1] = ((guess << 29) | (guess >> 35)) ^ reinterpret_cast<uintptr_t>(c) ^ forged[0];
-        memcpy(launder(c), forged, sizeof forged);  // a write after free with the "secret"
+        memcpy(opaque(c), forged, sizeof forged);  // a write after free with the "secret"
         for (int i = 0; i < 2000; ++i) {
           void* q = malloc(64);
           if (q == live) fprintf(stderr, "the live block was handed out twice\n");
@@ -331,10 +327,10 @@ TEST_F(Hardened, EntryPointsRefuseAFreedBlock) {
   void* p = malloc(100);
   ASSERT_NE(p, nullptr);
   const std::string at = address_pattern(p);
-  EXPECT_DEATH((free(p), g_sink = realloc(launder(p), 50)), "hakmem: realloc\\(" + at + "\\): the block was freed already \\(use after free\\); aborting");
-  EXPECT_DEATH((free(p), g_sink = realloc(launder(p), 500)), "hakmem: realloc\\(" + at + "\\): the block was freed already");
-  EXPECT_DEATH((free(p), g_size_sink = malloc_usable_size(launder(p))), "hakmem: malloc_usable_size\\(" + at + "\\): the block was freed already");
-  EXPECT_DEATH((free(p), hak_free_sized(launder(p), 100)), "hakmem: free\\(" + at + "\\): double free; aborting");
+  EXPECT_DEATH((free(p), g_sink = realloc(opaque(p), 50)), "hakmem: realloc\\(" + at + "\\): the block was freed already \\(use after free\\); aborting");
+  EXPECT_DEATH((free(p), g_sink = realloc(opaque(p), 500)), "hakmem: realloc\\(" + at + "\\): the block was freed already");
+  EXPECT_DEATH((free(p), g_size_sink = malloc_usable_size(opaque(p))), "hakmem: malloc_usable_size\\(" + at + "\\): the block was freed already");
+  EXPECT_DEATH((free(p), hak_free_sized(opaque(p), 100)), "hakmem: free\\(" + at + "\\): double free; aborting");
   free(p);
 }
 
@@ -345,7 +341,7 @@ TEST_F(Hardened, DoubleFreeAcrossThreadsAborts) {
       {
         void* p = malloc(200);
         std::thread([p] { free(p); }).join();
-        free(launder(p));
+        free(opaque(p));
         _exit(0);
       },
       "double free; aborting");
@@ -364,7 +360,7 @@ TEST_F(Hardened, DoubleFreeAfterReuseNeverHitsTheReuse) {
         free(p);
         for (int i = 0; i < 5000; ++i)
           if (malloc(96) == p) fprintf(stderr, "the block came back at allocation %d\n", i);
-        free(launder(p));
+        free(opaque(p));
         _exit(0);
       },
       "hakmem: free\\(" + address_pattern(p) + "\\): double free; aborting");
@@ -456,13 +452,13 @@ TEST(HardenedSettings, ZeroMaxClearsLargerBlocksWhole) {
 TEST_F(Hardened, HugeHeaderIsGuardedAndChecked) {
   char* p = static_cast<char*>(malloc(5 * MiB));
   ASSERT_NE(p, nullptr);
-  EXPECT_EXIT((void)*static_cast<volatile char*>(launder(p - 1)), testing::KilledBySignal(SIGSEGV), "");
-  EXPECT_EXIT((void)*static_cast<volatile char*>(launder(p - 2 * 4096 - 1)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT((void)*static_cast<volatile char*>(opaque(p - 1)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT((void)*static_cast<volatile char*>(opaque(p - 2 * 4096 - 1)), testing::KilledBySignal(SIGSEGV), "");
   EXPECT_DEATH(
       {
         size_t* header = reinterpret_cast<size_t*>(p - 2 * 4096);  // check, user, map_size
         header[2] = 64 * MiB;  // the attacker's map_size
-        free(launder(p));
+        free(opaque(p));
         _exit(0);
       },
       "hakmem: free\\(" + address_pattern(p) + "\\): not a live block");
@@ -489,7 +485,7 @@ TEST_F(Hardened, OverflowOffALargeSpanFaults) {
     const size_t usable = malloc_usable_size(span);
     EXPECT_GE(usable, n);
     memset(span, 0x5a, usable);  // every usable byte is the program's
-    EXPECT_EXIT((static_cast<volatile char*>(launder(span))[usable] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "")
+    EXPECT_EXIT((static_cast<volatile char*>(opaque(span))[usable] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "")
         << n;
     free(span);
   }
@@ -498,10 +494,10 @@ TEST_F(Hardened, OverflowOffALargeSpanFaults) {
   ASSERT_NE(grown, nullptr);
   const size_t usable = malloc_usable_size(grown);
   memset(grown, 0x5a, usable);
-  EXPECT_EXIT((static_cast<volatile char*>(launder(grown))[usable] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT((static_cast<volatile char*>(opaque(grown))[usable] = 1, _exit(0)), testing::KilledBySignal(SIGSEGV), "");
   char* shrunk = static_cast<char*>(realloc(grown, 150 * KiB));
   ASSERT_NE(shrunk, nullptr);
-  EXPECT_EXIT((static_cast<volatile char*>(launder(shrunk))[malloc_usable_size(shrunk)] = 1, _exit(0)),
+  EXPECT_EXIT((static_cast<volatile char*>(opaque(shrunk))[malloc_usable_size(shrunk)] = 1, _exit(0)),
               testing::KilledBySignal(SIGSEGV), "");
   free(shrunk);
 }
@@ -548,7 +544,7 @@ TEST_F(Hardened, FreedHugeBlockKeepsItsGuardsWhileCached) {
   EXPECT_EQ(mapping_perms(p - 2 * 4096 - 1), "---p");
   char* q = static_cast<char*>(malloc(5 * MiB));
   ASSERT_EQ(q, p) << "the cached mapping was not reused: the test saw nothing";
-  EXPECT_EXIT((void)*static_cast<volatile char*>(launder(q - 1)), testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT((void)*static_cast<volatile char*>(opaque(q - 1)), testing::KilledBySignal(SIGSEGV), "");
   q[100] = 1;  // the owner's again
   free(q);
 }
@@ -561,9 +557,9 @@ TEST_F(Hardened, InteriorFreesOfAlignedBlocksAbort) {
   char* huge = static_cast<char*>(aligned_alloc(8 * MiB, 5 * MiB));
   ASSERT_NE(span, nullptr);
   ASSERT_NE(huge, nullptr);
-  EXPECT_DEATH(free(launder(static_cast<char*>(small) + 64)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
-  EXPECT_DEATH(free(launder(span + 4096)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
-  EXPECT_DEATH(free(launder(huge + 4096)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
+  EXPECT_DEATH(free(opaque(static_cast<char*>(small) + 64)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
+  EXPECT_DEATH(free(opaque(span + 4096)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
+  EXPECT_DEATH(free(opaque(huge + 4096)), "hakmem: free\\(0x[0-9a-f]+\\): not a live block");
   free(small);
   free(span);
   free(huge);
@@ -587,7 +583,7 @@ void overflow_into_freed_neighbour(size_t overflow) {
   if (a == nullptr) _exit(3);  // no neighbours at all: nothing to overflow into
   free(b);
   uintptr_t payload[8] = {reinterpret_cast<uintptr_t>(&g_target[0]), 0x4141, 0x4242, 0x4343, 0, 0, 0, 0};
-  memcpy(static_cast<char*>(launder(a)) + stride, payload, overflow);  // from a into b
+  memcpy(static_cast<char*>(opaque(a)) + stride, payload, overflow);  // from a into b
   for (int i = 0; i < 2000; ++i) {
     void* q = malloc(64);
     if (q == &g_target[0]) fprintf(stderr, "malloc handed out the address the overflow chose\n");

@@ -10,20 +10,19 @@
 // alignment and contents are checked before it is freed.
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "tests/support/hand_off_queue.h"
 
 namespace {
 
@@ -234,45 +233,7 @@ std::uint64_t consume(const Item& it) {
 }
 
 // A blocking queue: a mutex, a condition variable, a deque that grows.
-class Queue {
- public:
-  void push(const Item& it) {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      q_.push_back(it);
-    }
-    cv_.notify_one();
-  }
-  void close() {
-    {
-      std::lock_guard<std::mutex> lk(mu_);
-      closed_ = true;
-    }
-    cv_.notify_all();
-  }
-  bool try_pop(Item* out) {
-    std::lock_guard<std::mutex> lk(mu_);
-    if (q_.empty()) return false;
-    *out = q_.front();
-    q_.pop_front();
-    return true;
-  }
-  // Waits until an item arrives or the queue is closed and empty.
-  bool pop(Item* out) {
-    std::unique_lock<std::mutex> lk(mu_);
-    cv_.wait(lk, [&] { return !q_.empty() || closed_; });
-    if (q_.empty()) return false;
-    *out = q_.front();
-    q_.pop_front();
-    return true;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> q_;
-  bool closed_ = false;
-};
+using Queue = test_support::HandOffQueue<Item>;
 
 struct RoundResult {
   std::uint64_t produced = 0, consumed = 0;

@@ -3,13 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/opaque.h"
 
-namespace {
-void* opaque(void* p) {
-  __asm__ volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-}  // namespace
+using test_support::opaque;
 
 TEST(AsanPoisonDeathTest, UseAfterFreeOfASmallBlockIsReported) {
   EXPECT_DEATH(

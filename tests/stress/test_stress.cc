@@ -1,49 +1,33 @@
-// Multi-threaded stress on the prefixed API. Every block carries a pattern
+// Multi-threaded stress on the prefixed API. Every block carries a stamp
 // derived from its address and size, checked when another thread frees it;
 // the heap's own consistency check runs at the end of each test.
 #include <gtest/gtest.h>
-#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "hakmem.h"
+#include "tests/support/blocks.h"
 
 namespace {
 
-struct Block {
-  unsigned char* p;
-  size_t n;
-};
+using test_support::Block;
+using test_support::BlockQueue;
+using test_support::intact;
+using test_support::stamp;
 
-unsigned char pattern(const Block& b) { return static_cast<unsigned char>((reinterpret_cast<uintptr_t>(b.p) >> 4) ^ b.n); }
-
+// The id mixes the address into every byte, so two blocks that overlap
+// carry different stamps.
 Block make_block(size_t n) {
-  Block b{static_cast<unsigned char*>(hak_malloc(n)), n};
-  if (b.p != nullptr) {
-    size_t touch = n < 256 ? n : 256;  // the head and the tail are enough to catch overlap
-    memset(b.p, pattern(b), touch);
-    if (n > touch) memset(b.p + n - 64, pattern(b), 64);
-  }
+  auto* p = static_cast<unsigned char*>(hak_malloc(n));
+  Block b{p, n, (reinterpret_cast<uintptr_t>(p) * 0x9E3779B97F4A7C15ull) ^ n};
+  if (p != nullptr) stamp(b);
   return b;
-}
-
-bool intact(const Block& b) {
-  unsigned char want = pattern(b);
-  size_t touch = b.n < 256 ? b.n : 256;
-  for (size_t i = 0; i < touch; ++i)
-    if (b.p[i] != want) return false;
-  if (b.n > touch)
-    for (size_t i = b.n - 64; i < b.n; ++i)
-      if (b.p[i] != want) return false;
-  return true;
 }
 
 size_t random_size(std::mt19937& rng) {
@@ -53,34 +37,6 @@ size_t random_size(std::mt19937& rng) {
   if (r < 995) return 128 * 1024 + rng() % (2 << 20); // large
   return (2 << 20) + rng() % (6 << 20);               // huge
 }
-
-class BlockQueue {
- public:
-  void push(Block b) {
-    std::lock_guard<std::mutex> g(m_);
-    q_.push_back(b);
-    cv_.notify_one();
-  }
-  bool pop(Block* out) {
-    std::unique_lock<std::mutex> g(m_);
-    cv_.wait(g, [&] { return !q_.empty() || closed_; });
-    if (q_.empty()) return false;
-    *out = q_.front();
-    q_.pop_front();
-    return true;
-  }
-  void close() {
-    std::lock_guard<std::mutex> g(m_);
-    closed_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::deque<Block> q_;
-  bool closed_ = false;
-};
 
 }  // namespace
 

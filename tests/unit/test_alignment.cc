@@ -10,13 +10,11 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/opaque.h"
 
 namespace {
 
-void* opaque(void* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
+using test_support::opaque;
 
 size_t required_alignment(size_t n) { return n <= 8 ? 8 : 16; }
 

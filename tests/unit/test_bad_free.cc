@@ -20,6 +20,7 @@
 #include "hakmem.h"
 #include "size_class/size_class.h"
 #include "slab/slab.h"
+#include "tests/support/opaque.h"
 
 extern char** environ;
 
@@ -28,13 +29,7 @@ namespace {
 constexpr size_t KiB = 1024, MiB = 1024 * 1024;
 constexpr uintptr_t kSegmentMask = (uintptr_t{4} << 20) - 1;
 
-// Hide where a pointer came from, so the compiler neither warns about
-// freeing a non-heap object nor reasons about it.
-void* launder(void* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-void* launder(uintptr_t a) { return launder(reinterpret_cast<void*>(a)); }
+using test_support::opaque;
 
 long g_global[16] = {1, 2, 3};
 
@@ -79,20 +74,20 @@ TEST(BadFree, ForeignPointersAreCountedAndIgnored) {
   ASSERT_NE(huge, nullptr);
   size_t huge_usable = malloc_usable_size(huge);
   uintptr_t past_huge = reinterpret_cast<uintptr_t>(huge) + huge_usable;
-  ASSERT_EQ(hak_owns(launder(past_huge)), 0);
+  ASSERT_EQ(hak_owns(opaque(past_huge)), 0);
   struct Case {
     const char* what;
     void* p;
   } cases[] = {
-      {"stack address", launder(&local[2])},
-      {"global", launder(&g_global[1])},
-      {"mmap'd page", launder(m)},
-      {"inside an mmap'd page", launder(static_cast<char*>(m) + 4096 + 16)},
-      {"(void*)1", launder(uintptr_t{1})},
-      {"(void*)16", launder(uintptr_t{16})},
-      {"past the end of a huge block", launder(past_huge)},
-      {"non-canonical address", launder(uintptr_t{1} << 50)},
-      {"top of the address space", launder(~uintptr_t{15})},
+      {"stack address", opaque(&local[2])},
+      {"global", opaque(&g_global[1])},
+      {"mmap'd page", opaque(m)},
+      {"inside an mmap'd page", opaque(static_cast<char*>(m) + 4096 + 16)},
+      {"(void*)1", opaque(uintptr_t{1})},
+      {"(void*)16", opaque(uintptr_t{16})},
+      {"past the end of a huge block", opaque(past_huge)},
+      {"non-canonical address", opaque(uintptr_t{1} << 50)},
+      {"top of the address space", opaque(~uintptr_t{15})},
   };
   for (const Case& c : cases) {
     BadCounts before = bad_counts();
@@ -139,7 +134,7 @@ TEST(BadFree, InteriorPointersAreCountedAndBlockSurvives) {
     hak_stats_get(&s0);
     for (size_t off : c.offsets) {
       BadCounts before = bad_counts();
-      free(launder(p + off));
+      free(opaque(p + off));
       BadCounts after = bad_counts();
       EXPECT_EQ(after.invalid - before.invalid, 1u) << c.what << " +" << off;
       EXPECT_EQ(after.foreign, before.foreign) << c.what << " +" << off;
@@ -189,10 +184,10 @@ TEST(BadFree, PointersIntoHakmemMetadataAreIgnored) {
   const uintptr_t targets[] = {seg, seg + 16, seg + 64, seg + 4096, seg + 64 * KiB - 16,
                                reinterpret_cast<uintptr_t>(huge) - 4096, reinterpret_cast<uintptr_t>(huge) - 16};
   for (uintptr_t t : targets) {
-    EXPECT_EQ(hak_owns(launder(t)), 0) << std::hex << t;
-    EXPECT_EQ(malloc_usable_size(launder(t)), 0u) << std::hex << t;
+    EXPECT_EQ(hak_owns(opaque(t)), 0) << std::hex << t;
+    EXPECT_EQ(malloc_usable_size(opaque(t)), 0u) << std::hex << t;
     BadCounts before = bad_counts();
-    free(launder(t));
+    free(opaque(t));
     BadCounts after = bad_counts();
     EXPECT_EQ((after.invalid - before.invalid) + (after.foreign - before.foreign), 1u) << std::hex << t;
     ASSERT_EQ(hak_check_heap(), 0) << "a free at " << std::hex << t << " damaged hakmem's metadata";
@@ -215,7 +210,7 @@ TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
   if (s.arena_bytes == 0) GTEST_SKIP() << "no segment arena in this run (HAKMEM_ARENA=0)";
   const uintptr_t base = s.arena_base, end = s.arena_base + s.arena_bytes;
   std::vector<uintptr_t> targets;
-  if (hakmem::inspect_segment(launder(end - 16)) == nullptr)  // the last slot, unless the heap reached it
+  if (hakmem::inspect_segment(opaque(end - 16)) == nullptr)  // the last slot, unless the heap reached it
     targets = {end - 4 * MiB, end - 4 * MiB + 64 * KiB, end - 4096, end - 16};
   // Segments that lived and were given back: fill some with 64 KiB blocks,
   // free them all and trim. Their slots read as zeros again; at least one
@@ -228,16 +223,16 @@ TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
   for (void* p : blocks) {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     // A slot without a live segment reads as zeros, its header included.
-    bool slot_empty = a - base < s.arena_bytes && hakmem::inspect_segment(launder(p)) == nullptr;
+    bool slot_empty = a - base < s.arena_bytes && hakmem::inspect_segment(opaque(p)) == nullptr;
     if (slot_empty && given_back++ < 8) targets.push_back(a);
   }
   EXPECT_GT(given_back, 0u) << "no segment's slot was free again after the trim";
   for (uintptr_t t : targets) {
     ASSERT_LT(t - base, s.arena_bytes) << std::hex << t;
-    EXPECT_EQ(hak_owns(launder(t)), 0) << std::hex << t;
-    EXPECT_EQ(malloc_usable_size(launder(t)), 0u) << std::hex << t;
+    EXPECT_EQ(hak_owns(opaque(t)), 0) << std::hex << t;
+    EXPECT_EQ(malloc_usable_size(opaque(t)), 0u) << std::hex << t;
     BadCounts before = bad_counts();
-    free(launder(t));
+    free(opaque(t));
     BadCounts after = bad_counts();
     EXPECT_EQ(after.foreign - before.foreign, 1u) << std::hex << t;
     EXPECT_EQ(after.invalid, before.invalid) << std::hex << t;
@@ -249,12 +244,12 @@ TEST(BadFree, UsableSizeOfForeignOrInteriorIsZero) {
   long local = 0;
   unsigned char* p = static_cast<unsigned char*>(malloc(1000));
   unsigned char* l = static_cast<unsigned char*>(malloc(300 * KiB));
-  EXPECT_EQ(malloc_usable_size(launder(&local)), 0u);
-  EXPECT_EQ(malloc_usable_size(launder(g_global)), 0u);
-  EXPECT_EQ(malloc_usable_size(launder(p + 8)), 0u);
-  EXPECT_EQ(malloc_usable_size(launder(l + 64 * KiB)), 0u);
-  EXPECT_EQ(malloc_usable_size(launder(l + 16)), 0u);
-  EXPECT_EQ(hak_malloc_usable_size(launder(uintptr_t{1})), 0u);
+  EXPECT_EQ(malloc_usable_size(opaque(&local)), 0u);
+  EXPECT_EQ(malloc_usable_size(opaque(g_global)), 0u);
+  EXPECT_EQ(malloc_usable_size(opaque(p + 8)), 0u);
+  EXPECT_EQ(malloc_usable_size(opaque(l + 64 * KiB)), 0u);
+  EXPECT_EQ(malloc_usable_size(opaque(l + 16)), 0u);
+  EXPECT_EQ(hak_malloc_usable_size(opaque(uintptr_t{1})), 0u);
   free(p);
   free(l);
 }
@@ -267,7 +262,7 @@ TEST(BadFree, HugeInteriorBeyondFirstSlotIsIgnored) {
   fill(p, 10 * MiB, 0x42);
   for (size_t off : {size_t{4 * MiB}, size_t{4 * MiB + 16}, size_t{8 * MiB}, size_t{10 * MiB - 8}}) {
     BadCounts before = bad_counts();
-    free(launder(p + off));
+    free(opaque(p + off));
     BadCounts after = bad_counts();
     EXPECT_EQ((after.invalid - before.invalid) + (after.foreign - before.foreign), 1u) << "+" << off;
   }
@@ -288,9 +283,9 @@ TEST(BadFree, SlabSlackAndNeverCarvedBlocksAreRefused) {
   uintptr_t slab = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{0xffff};
   uintptr_t slack = slab + uintptr_t{hakmem::class_info(c48).blocks_per_slab} * 48;
   ASSERT_LT(slack + 48, slab + 65536 + 48);
-  ASSERT_EQ(hak_owns(launder(slack)), 0) << "the slack after the last block is no block";
+  ASSERT_EQ(hak_owns(opaque(slack)), 0) << "the slack after the last block is no block";
   BadCounts before = bad_counts();
-  free(launder(slack));
+  free(opaque(slack));
   BadCounts after = bad_counts();
   EXPECT_EQ(after.invalid - before.invalid, 1u) << "free of the slab's slack was accepted";
   // A large class whose slab is carved a batch at a time: blocks past the
@@ -305,17 +300,17 @@ TEST(BadFree, SlabSlackAndNeverCarvedBlocksAreRefused) {
   uintptr_t qa = reinterpret_cast<uintptr_t>(q);
   uintptr_t start = 0;
   for (uintptr_t u = (qa & ~uintptr_t{0xffff}); u >= seg + 0x10000; u -= 0x10000)
-    if ((qa - u) % n == 0 && qa - u < uintptr_t{ci.slab_units} << 16 && hak_owns(launder(u))) {
+    if ((qa - u) % n == 0 && qa - u < uintptr_t{ci.slab_units} << 16 && hak_owns(opaque(u))) {
       start = u;
       break;
     }
   ASSERT_NE(start, 0u) << "could not find the slab start";
   uintptr_t last = start + uintptr_t{ci.blocks_per_slab - 1} * n;
   ASSERT_NE(last, qa);
-  ASSERT_EQ(hak_owns(launder(last)), 0) << "the slab's last block was carved already";
+  ASSERT_EQ(hak_owns(opaque(last)), 0) << "the slab's last block was carved already";
   {
     before = bad_counts();
-    free(launder(last));
+    free(opaque(last));
     after = bad_counts();
     EXPECT_EQ(after.invalid - before.invalid, 1u) << "free of a never-carved block was accepted";
     // Had it been accepted, it would now be handed out.
@@ -333,7 +328,7 @@ TEST(BadFree, ReallocOfForeignPointerFailsAndLeavesItAlone) {
   long local[4] = {9, 9, 9, 9};
   BadCounts before = bad_counts();
   errno = 0;
-  void* r = realloc(launder(local), 100);
+  void* r = realloc(opaque(local), 100);
   EXPECT_EQ(r, nullptr);
   EXPECT_EQ(errno, ENOMEM);
   EXPECT_EQ(bad_counts().foreign - before.foreign, 1u);
@@ -342,7 +337,7 @@ TEST(BadFree, ReallocOfForeignPointerFailsAndLeavesItAlone) {
   fill(p, 500, 0x21);
   before = bad_counts();
   errno = 0;
-  EXPECT_EQ(realloc(launder(p + 16), 1000), nullptr);
+  EXPECT_EQ(realloc(opaque(p + 16), 1000), nullptr);
   EXPECT_EQ(errno, ENOMEM);
   EXPECT_EQ(bad_counts().invalid - before.invalid, 1u);
   EXPECT_TRUE(is_filled(p, 500, 0x21));
@@ -380,8 +375,8 @@ __attribute__((constructor)) void bad_free_child_main() {
   if (mode == nullptr) return;
   // Report the pointers on stdout, free them, report done.
   unsigned char* block = static_cast<unsigned char*>(malloc(200));
-  void* foreign = launder(&g_global[3]);
-  void* interior = launder(block + 24);
+  void* foreign = opaque(&g_global[3]);
+  void* interior = opaque(block + 24);
   std::string out = child_line("foreign", foreign) + child_line("interior", interior);
   ssize_t w = write(1, out.data(), out.size());
   (void)w;

@@ -26,6 +26,7 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/opaque.h"
 
 extern char** environ;
 
@@ -39,16 +40,8 @@ void* __libc_memalign(size_t, size_t);
 
 namespace {
 
-// Keeps the compiler from reasoning about a pointer (and from eliding the
-// allocation that produced it).
-void* opaque(void* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-size_t opaque_size(size_t n) {
-  asm volatile("" : "+r"(n));
-  return n;
-}
+using test_support::opaque;
+using test_support::opaque_size;
 
 struct Api {
   const char* name;

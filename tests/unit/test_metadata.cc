@@ -19,16 +19,14 @@
 
 #include "hakmem.h"
 #include "slab/slab.h"
+#include "tests/support/opaque.h"
 #include "tests/support/run_self.h"
 
 namespace {
 
 constexpr size_t KiB = 1024, MiB = 1024 * 1024;
 
-void* launder(void* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
+using test_support::opaque;
 
 bool in_arena(const void* p) {
   hak_stats s;
@@ -64,7 +62,7 @@ TEST(Metadata, OverflowOffASegmentsLastBlockFaults) {
   if (!in_arena(p)) GTEST_SKIP() << "the block's segment is outside the arena";
   EXPECT_EXIT(
       {
-        volatile uint64_t* past_end = reinterpret_cast<volatile uint64_t*>(launder(p + KiB));
+        volatile uint64_t* past_end = reinterpret_cast<volatile uint64_t*>(opaque(p + KiB));
         *past_end = 0x4141414141414141u;
         _exit(0);
       },
@@ -117,7 +115,7 @@ TEST(Metadata, AForgedEntryCannotAimFreeOutsideTheBins) {
           if (seg == nullptr) _exit(3);
           const uint64_t guard = stack_guard();
           hakmem::inspect_units(seg)[hakmem::unit_of(p)].bin_offset = forged;  // the attacker's write
-          free(launder(p));
+          free(opaque(p));
           _exit(stack_guard() == guard ? 0 : 1);
         },
         [](int status) {

@@ -18,53 +18,23 @@
 #include "hakmem.h"
 #include "size_class/size_class.h"
 #include "slab/slab.h"
+#include "tests/support/blocks.h"
+#include "tests/support/opaque.h"
 
 namespace {
 
 using hakmem::class_size;
 using hakmem::kNumClasses;
+using test_support::Block;
+using test_support::intact;
+using test_support::opaque;
+using test_support::stamp;
 
 constexpr size_t KiB = 1024, MiB = 1024 * 1024;
 constexpr uintptr_t kSegmentMask = (uintptr_t{4} << 20) - 1;
 
-void* opaque(void* p) {
-  asm volatile("" : "+r"(p) : : "memory");
-  return p;
-}
-
 int g_global_int = 42;
 char g_global_buf[256];
-
-struct Block {
-  unsigned char* p;
-  size_t n;
-  uint64_t id;
-};
-
-void stamp(const Block& b) {
-  // Head and tail carry the id; tiny blocks get as much of it as fits.
-  size_t k = std::min<size_t>(b.n, 8);
-  memcpy(b.p, &b.id, k);
-  if (b.n >= 16) memcpy(b.p + b.n - 8, &b.id, 8);
-  if (b.n > 16) memset(b.p + 8, static_cast<int>(b.id & 0xff), std::min<size_t>(b.n - 16, 64));
-}
-bool intact(const Block& b) {
-  uint64_t v = 0;
-  size_t k = std::min<size_t>(b.n, 8);
-  memcpy(&v, b.p, k);
-  uint64_t want = 0;
-  memcpy(&want, &b.id, k);
-  if (v != want) return false;
-  if (b.n >= 16) {
-    memcpy(&v, b.p + b.n - 8, 8);
-    if (v != b.id) return false;
-  }
-  if (b.n > 16) {
-    for (size_t i = 8; i < 8 + std::min<size_t>(b.n - 16, 64); ++i)
-      if (b.p[i] != (b.id & 0xff)) return false;
-  }
-  return true;
-}
 
 size_t random_size(std::mt19937_64& rng) {
   // Log-uniform over the slab range, with a few large and huge blocks.

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -21,6 +20,7 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "tests/support/blocks.h"
 
 namespace {
 
@@ -35,6 +35,10 @@ const bool g_purge_thread_started = [] {
 
 using hakmem::class_size;
 using hakmem::kNumClasses;
+using test_support::Block;
+using test_support::BlockQueue;
+using test_support::intact;
+using test_support::stamp;
 constexpr size_t KiB = 1024, MiB = 1024 * 1024;
 
 // A test that hangs fails (SIGALRM) instead of eating the suite's time.
@@ -43,34 +47,6 @@ struct Watchdog {
   ~Watchdog() { alarm(0); }
 };
 
-struct Block {
-  unsigned char* p;
-  size_t n;
-  uint64_t id;
-};
-
-void stamp(const Block& b) {
-  size_t k = std::min<size_t>(b.n, 8);
-  memcpy(b.p, &b.id, k);
-  if (b.n > 8) memset(b.p + 8, static_cast<int>(b.id >> 56), std::min<size_t>(b.n - 8, 256));
-  if (b.n >= 16) memcpy(b.p + b.n - 8, &b.id, 8);
-}
-bool intact(const Block& b) {
-  uint64_t v = 0, want = 0;
-  size_t k = std::min<size_t>(b.n, 8);
-  memcpy(&v, b.p, k);
-  memcpy(&want, &b.id, k);
-  if (v != want) return false;
-  size_t mid_end = 8 + std::min<size_t>(b.n > 8 ? b.n - 8 : 0, 256);
-  if (b.n >= 16) mid_end = std::min(mid_end, b.n - 8);
-  for (size_t i = 8; i < mid_end; ++i)
-    if (b.p[i] != static_cast<unsigned char>(b.id >> 56)) return false;
-  if (b.n >= 16) {
-    memcpy(&v, b.p + b.n - 8, 8);
-    if (v != b.id) return false;
-  }
-  return true;
-}
 
 struct Totals {
   uint64_t allocs = 0, frees = 0;
@@ -132,41 +108,6 @@ void warm_up_stacks(int n) {
   for (auto& t : ts) t.join();
 }
 
-class BlockQueue {
- public:
-  void push(std::vector<Block>&& batch) {
-    {
-      std::lock_guard<std::mutex> g(m_);
-      for (auto& b : batch) q_.push_back(b);
-    }
-    batch.clear();
-    cv_.notify_one();
-  }
-  // False when closed and empty.
-  bool pop(std::vector<Block>* out, size_t max) {
-    std::unique_lock<std::mutex> g(m_);
-    cv_.wait(g, [&] { return !q_.empty() || closed_; });
-    if (q_.empty()) return false;
-    while (!q_.empty() && out->size() < max) {
-      out->push_back(q_.front());
-      q_.pop_front();
-    }
-    return true;
-  }
-  void close() {
-    {
-      std::lock_guard<std::mutex> g(m_);
-      closed_ = true;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::deque<Block> q_;
-  bool closed_ = false;
-};
 
 size_t size_in_class(std::mt19937_64& rng, int c) {
   size_t hi = class_size(c), lo = c == 0 ? 0 : class_size(c - 1) + 1;
