@@ -202,6 +202,80 @@ inline void report(const char* name, double ops, double secs, double cpu_secs, c
   fflush(stdout);
 }
 
+// The launch shared by the multi-threaded workloads: --threads and
+// --duration, one counter per thread, the clock, and the figure line with
+// `threads=N` first among the extras. A workload keeps only its own options,
+// its set-up and clean-up, and the work each thread does.
+class Launcher {
+ public:
+  Launcher(const char* name, Args& args, int default_threads)
+      : name_(name),
+        threads_(static_cast<int>(args.integer("threads", default_threads))),
+        duration_(args.real("duration", 1.0)) {}
+
+  int threads() const { return threads_; }
+  // Workers poll it between small batches of work.
+  bool running() const { return timer_.running(); }
+
+  // One thread per --threads, each running work(thread_index, &its_counter)
+  // until running() turns false; returns once they have all been joined.
+  template <class Work>
+  void run(Work work) {
+    counts_ = std::vector<Counter>(threads_);
+    timer_.start();
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads_; ++t) workers.emplace_back(work, t, &counts_[t]);
+    timer_.sleep_then_stop(duration_);
+    for (auto& w : workers) w.join();
+    stop_clock();
+  }
+
+  // Rounds of --threads short-lived threads, started together and joined
+  // together, each running work(round, thread_index, &its_counter); a
+  // thread's counter carries over from round to round. The calling thread
+  // drives the rounds, so the sleep that ends the run has a thread of its
+  // own. Returns the number of rounds.
+  template <class Work>
+  uint64_t run_rounds(Work work) {
+    counts_ = std::vector<Counter>(threads_);
+    timer_.start();
+    std::thread stopper([this] { timer_.sleep_then_stop(duration_); });
+    uint64_t rounds = 0;
+    while (timer_.running()) {
+      std::vector<std::thread> workers;
+      for (int t = 0; t < threads_; ++t) workers.emplace_back(work, rounds, t, &counts_[t]);
+      for (auto& w : workers) w.join();
+      ++rounds;
+    }
+    stopper.join();
+    stop_clock();
+    return rounds;
+  }
+
+  // ops is the sum of the threads' counters; `more` (key=value ...) follows
+  // threads=N.
+  void report(const char* more = "") const {
+    double ops = 0;
+    for (const Counter& c : counts_) ops += static_cast<double>(c.ops);
+    char extra[160];
+    snprintf(extra, sizeof extra, "threads=%d%s%s", threads_, *more ? " " : "", more);
+    bench::report(name_, ops, secs_, cpu_secs_, extra);
+  }
+
+ private:
+  void stop_clock() {
+    secs_ = timer_.elapsed();
+    cpu_secs_ = timer_.cpu_elapsed();
+  }
+
+  const char* name_;
+  int threads_;
+  double duration_;
+  Timer timer_;
+  std::vector<Counter> counts_;
+  double secs_ = 0, cpu_secs_ = 0;
+};
+
 }  // namespace bench
 
 #endif

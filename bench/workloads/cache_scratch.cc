@@ -24,12 +24,11 @@ static const char kUsage[] = "usage: " NAME " [--threads=2] [--duration=1] [--si
 namespace {
 
 size_t g_size, g_writes;
-bench::Timer g_timer;
 
-void worker(void* handed, bench::Counter* c) {
+void worker(const bench::Launcher& launch, void* handed, bench::Counter* c) {
   if (handed != nullptr) free(handed);
   uint64_t n = 0;
-  while (g_timer.running()) {
+  while (launch.running()) {
     for (int r = 0; r < 16; ++r) {
       volatile char* p = static_cast<volatile char*>(malloc(g_size));
       for (size_t w = 0; w < g_writes; ++w)
@@ -45,26 +44,15 @@ void worker(void* handed, bench::Counter* c) {
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 2));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch(NAME, args, 2);
   g_size = args.size("size", 8);
   g_writes = args.size("writes", 100);
   args.done();
-  std::vector<void*> handed(threads, nullptr);
+  std::vector<void*> handed(launch.threads(), nullptr);
 #ifdef SCRATCH
-  for (int t = 0; t < threads; ++t) handed[t] = malloc(g_size);
+  for (void*& block : handed) block = malloc(g_size);
 #endif
-  std::vector<bench::Counter> counts(threads);
-  g_timer.start();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, handed[t], &counts[t]);
-  g_timer.sleep_then_stop(duration);
-  for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0;
-  for (auto& c : counts) ops += static_cast<double>(c.ops);
-  char extra[32];
-  snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report(NAME, ops, secs, cpu, extra);
+  launch.run([&](int t, bench::Counter* c) { worker(launch, handed[t], c); });
+  launch.report();
   return 0;
 }

@@ -11,15 +11,14 @@ static const char kUsage[] = "usage: glibc-simple [--threads=1] [--duration=1] [
 
 namespace {
 
-bench::Timer g_timer;
 size_t g_size, g_count;
 
-void worker(bench::Counter* c) {
+void worker(const bench::Launcher& launch, bench::Counter* c) {
   static const size_t kCounts[] = {25, 100, 400, 1600};
   static const size_t kSizes[] = {16, 64, 256, 1024, 4096};
   void* blocks[1600];
   uint64_t ops = 0;
-  for (unsigned round = 0; g_timer.running(); ++round) {
+  for (unsigned round = 0; launch.running(); ++round) {
     size_t n = g_count ? g_count : kCounts[round % 4];
     size_t sz = g_size ? g_size : kSizes[(round / 4) % 5];
     for (int rep = 0; rep < 8; ++rep) {
@@ -38,8 +37,7 @@ void worker(bench::Counter* c) {
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 1));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch("glibc-simple", args, 1);
   g_size = args.size("size", 0);
   g_count = args.size("count", 0);
   args.done();
@@ -47,17 +45,7 @@ int main(int argc, char** argv) {
     fputs("glibc-simple: --count is at most 1600\n", stderr);
     return 2;
   }
-  std::vector<bench::Counter> counts(threads);
-  g_timer.start();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, &counts[t]);
-  g_timer.sleep_then_stop(duration);
-  for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0;
-  for (auto& c : counts) ops += static_cast<double>(c.ops);
-  char extra[32];
-  snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report("glibc-simple", ops, secs, cpu, extra);
+  launch.run([&](int, bench::Counter* c) { worker(launch, c); });
+  launch.report();
   return 0;
 }

@@ -16,9 +16,8 @@ namespace {
 
 constexpr size_t kTable = 8192;  // a power of two
 size_t g_min, g_max, g_slots;
-bench::Timer g_timer;
 
-void worker(uint64_t seed, bench::Counter* c) {
+void worker(const bench::Launcher& launch, uint64_t seed, bench::Counter* c) {
   bench::Rng rng(seed);
   std::vector<uint32_t> sizes(kTable), index(kTable);
   // Inverse-CDF sampling of p(s) ~ 1/s on [min, max].
@@ -31,7 +30,7 @@ void worker(uint64_t seed, bench::Counter* c) {
   std::vector<void*> ws(g_slots, nullptr);
   uint64_t ops = 0;
   size_t k = 0, j = 0;
-  while (g_timer.running()) {
+  while (launch.running()) {
     for (int r = 0; r < 256; ++r) {
       size_t i = index[k++ & (kTable - 1)];
       free(ws[i]);
@@ -50,8 +49,7 @@ void worker(uint64_t seed, bench::Counter* c) {
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 2));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch("glibc-thread", args, 2);
   g_min = args.size("min", 4);
   g_max = args.size("max", 32 << 10);
   g_slots = args.size("slots", 1024);
@@ -61,17 +59,7 @@ int main(int argc, char** argv) {
     fputs(kUsage, stderr);
     return 2;
   }
-  std::vector<bench::Counter> counts(threads);
-  g_timer.start();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, seed * 100 + t, &counts[t]);
-  g_timer.sleep_then_stop(duration);
-  for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0;
-  for (auto& c : counts) ops += static_cast<double>(c.ops);
-  char extra[32];
-  snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report("glibc-thread", ops, secs, cpu, extra);
+  launch.run([&](int t, bench::Counter* c) { worker(launch, seed * 100 + t, c); });
+  launch.report();
   return 0;
 }

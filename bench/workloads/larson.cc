@@ -13,22 +13,20 @@ static const char kUsage[] =
 
 namespace {
 
-struct Lane {
+struct alignas(128) Lane {  // each lane is written by its own threads: no line shared between lanes
   void** slots;
   size_t n;
   bench::Rng rng{0};
-  bench::Counter ops;
   uint64_t generations = 0;
 };
 
 size_t g_min, g_max, g_gen_ops;
-bench::Timer g_timer;
 
-void generation(Lane* lane) {
+void generation(const bench::Launcher* launch, Lane* lane, bench::Counter* lane_ops) {
   bench::Rng rng = lane->rng;
   uint64_t ops = 0;
   for (size_t k = 0; k < g_gen_ops; ++k) {
-    if ((k & 255) == 0 && !g_timer.running()) break;
+    if ((k & 255) == 0 && !launch->running()) break;
     size_t i = rng.below(lane->n);
     free(lane->slots[i]);
     size_t sz = rng.range(g_min, g_max);
@@ -38,15 +36,14 @@ void generation(Lane* lane) {
     ++ops;
   }
   lane->rng = rng;
-  lane->ops.ops += ops;
+  lane_ops->ops += ops;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 2));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch("larson", args, 2);
   g_min = args.size("min", 8);
   g_max = args.size("max", 1000);
   size_t slots = args.size("slots", 1000);
@@ -54,37 +51,33 @@ int main(int argc, char** argv) {
   uint64_t seed = args.integer("seed", 1);
   args.done();
 
-  std::vector<Lane> lanes(threads);
-  for (int t = 0; t < threads; ++t) {
+  std::vector<Lane> lanes(launch.threads());
+  for (int t = 0; t < launch.threads(); ++t) {
     Lane& l = lanes[t];
     l.n = slots;
     l.rng = bench::Rng(seed * 1000 + t);
     l.slots = static_cast<void**>(malloc(slots * sizeof(void*)));
     for (size_t i = 0; i < slots; ++i) l.slots[i] = malloc(l.rng.range(g_min, g_max));
   }
-  g_timer.start();
-  std::vector<std::thread> ctl;
-  for (int t = 0; t < threads; ++t)
-    ctl.emplace_back([&lanes, t] {
-      Lane* l = &lanes[t];
-      while (g_timer.running()) {
-        std::thread w(generation, l);
-        w.join();
-        ++l->generations;
-      }
-    });
-  g_timer.sleep_then_stop(duration);
-  for (auto& c : ctl) c.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0, gens = 0;
+  // The thread launched per lane does none of the work: it hands the lane
+  // to a new thread each generation, so most frees hit blocks of threads
+  // that have exited.
+  launch.run([&](int t, bench::Counter* lane_ops) {
+    Lane* l = &lanes[t];
+    while (launch.running()) {
+      std::thread w(generation, &launch, l, lane_ops);
+      w.join();
+      ++l->generations;
+    }
+  });
+  double gens = 0;
   for (auto& l : lanes) {
-    ops += static_cast<double>(l.ops.ops);
     gens += static_cast<double>(l.generations);
     for (size_t i = 0; i < l.n; ++i) free(l.slots[i]);
     free(l.slots);
   }
-  char extra[96];
-  snprintf(extra, sizeof extra, "threads=%d thread_generations=%.0f", threads, gens);
-  bench::report("larson", ops, secs, cpu, extra);
+  char more[64];
+  snprintf(more, sizeof more, "thread_generations=%.0f", gens);
+  launch.report(more);
   return 0;
 }

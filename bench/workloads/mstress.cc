@@ -20,7 +20,6 @@ namespace {
 
 size_t g_slots, g_round_ops;
 std::vector<std::atomic<void*>>* g_transfer;
-bench::Timer g_timer;
 
 size_t pick_size(bench::Rng& rng) {
   uint64_t r = rng.below(100);
@@ -36,13 +35,13 @@ void* alloc_block(bench::Rng& rng) {
   return p;
 }
 
-void worker(uint64_t seed, bench::Counter* c) {
+void worker(const bench::Launcher& launch, uint64_t seed, bench::Counter* c) {
   bench::Rng rng(seed);
   std::vector<void*> mine(g_slots, nullptr);
   std::vector<std::atomic<void*>>& transfer = *g_transfer;
   uint64_t n = 0;
   for (; n < g_round_ops; ++n) {
-    if ((n & 255) == 0 && !g_timer.running()) break;
+    if ((n & 255) == 0 && !launch.running()) break;
     size_t i = rng.below(g_slots);
     uint64_t what = rng.below(4);
     if (what < 2) {
@@ -65,8 +64,7 @@ void worker(uint64_t seed, bench::Counter* c) {
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 4));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch("mstress", args, 4);
   g_slots = args.size("slots", 500);
   size_t ntransfer = args.size("transfer", 1000);
   g_round_ops = args.size("round-ops", 20000);
@@ -79,23 +77,11 @@ int main(int argc, char** argv) {
   std::vector<std::atomic<void*>> transfer(ntransfer);
   for (auto& t : transfer) t.store(nullptr);
   g_transfer = &transfer;
-  std::vector<bench::Counter> counts(threads);
-  g_timer.start();
-  std::thread stopper([duration] { g_timer.sleep_then_stop(duration); });
-  uint64_t rounds = 0;
-  while (g_timer.running()) {
-    std::vector<std::thread> ts;
-    for (int t = 0; t < threads; ++t) ts.emplace_back(worker, seed + rounds * 7919 + t, &counts[t]);
-    for (auto& t : ts) t.join();
-    ++rounds;
-  }
-  stopper.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0;
-  for (auto& c : counts) ops += static_cast<double>(c.ops);
+  const uint64_t rounds = launch.run_rounds(
+      [&](uint64_t round, int t, bench::Counter* c) { worker(launch, seed + round * 7919 + t, c); });
   for (auto& t : transfer) free(t.load());
-  char extra[64];
-  snprintf(extra, sizeof extra, "threads=%d rounds=%llu", threads, static_cast<unsigned long long>(rounds));
-  bench::report("mstress", ops, secs, cpu, extra);
+  char more[40];
+  snprintf(more, sizeof more, "rounds=%llu", static_cast<unsigned long long>(rounds));
+  launch.report(more);
   return 0;
 }

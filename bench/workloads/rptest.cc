@@ -19,7 +19,6 @@ static const char kUsage[] =
 namespace {
 
 size_t g_min, g_max, g_slots, g_batch, g_cross;
-bench::Timer g_timer;
 
 // A thread's inbox: blocks sent to it by the previous thread. The vectors
 // keep their capacity, so the steady state does not allocate.
@@ -28,7 +27,8 @@ struct alignas(128) Mailbox {
   std::vector<void*> blocks;
 };
 
-void worker(int id, int n, Mailbox* boxes, uint64_t seed, bench::Counter* c) {
+void worker(const bench::Launcher& launch, int id, Mailbox* boxes, uint64_t seed, bench::Counter* c) {
+  const int n = launch.threads();
   bench::Rng rng(seed);
   std::vector<void*> ws(g_slots, nullptr);
   std::vector<void*> outgoing, incoming;
@@ -37,7 +37,7 @@ void worker(int id, int n, Mailbox* boxes, uint64_t seed, bench::Counter* c) {
   Mailbox& next = boxes[(id + 1) % n];
   Mailbox& mine = boxes[id];
   uint64_t ops = 0;
-  while (g_timer.running()) {
+  while (launch.running()) {
     for (size_t k = 0; k < g_batch; ++k) {
       size_t sz = rng.log_range(g_min, g_max);
       void* p = malloc(sz);
@@ -74,8 +74,8 @@ void worker(int id, int n, Mailbox* boxes, uint64_t seed, bench::Counter* c) {
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 4));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch("rptest", args, 4);
+  const int threads = launch.threads();
   g_min = args.size("min", 16);
   g_max = args.size("max", 16 << 10);
   g_slots = args.size("slots", 2000);
@@ -89,20 +89,10 @@ int main(int argc, char** argv) {
   }
   Mailbox* boxes = new Mailbox[threads];
   for (int t = 0; t < threads; ++t) boxes[t].blocks.reserve(64 * g_batch);
-  std::vector<bench::Counter> counts(threads);
-  g_timer.start();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, t, threads, boxes, seed * 100 + t, &counts[t]);
-  g_timer.sleep_then_stop(duration);
-  for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0;
-  for (auto& c : counts) ops += static_cast<double>(c.ops);
+  launch.run([&](int t, bench::Counter* c) { worker(launch, t, boxes, seed * 100 + t, c); });
   for (int t = 0; t < threads; ++t)
     for (void* p : boxes[t].blocks) free(p);
   delete[] boxes;
-  char extra[32];
-  snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report("rptest", ops, secs, cpu, extra);
+  launch.report();
   return 0;
 }

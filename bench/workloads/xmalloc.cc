@@ -22,15 +22,15 @@ struct alignas(128) Queue {
 };
 
 size_t g_min, g_max, g_batch;
-bench::Timer g_timer;
 
-void worker(int id, int n, Queue* queues, bench::Counter* freed, uint64_t seed) {
+void worker(const bench::Launcher& launch, int id, Queue* queues, bench::Counter* freed, uint64_t seed) {
+  const int n = launch.threads();
   Queue& out = queues[(id + 1) % n];
   Queue& in = queues[id];
   bench::Rng rng(seed + id);
   uint64_t count = 0;
   size_t batch = g_batch;
-  while (g_timer.running()) {
+  while (launch.running()) {
     bool idle = true;
     // Produce a batch if the next thread's queue has room.
     size_t t = out.tail.load(std::memory_order_relaxed);
@@ -63,8 +63,8 @@ void worker(int id, int n, Queue* queues, bench::Counter* freed, uint64_t seed) 
 
 int main(int argc, char** argv) {
   bench::Args args(argc, argv, kUsage);
-  int threads = static_cast<int>(args.integer("threads", 2));
-  double duration = args.real("duration", 1.0);
+  bench::Launcher launch("xmalloc", args, 2);
+  const int threads = launch.threads();
   g_min = args.size("min", 8);
   g_max = args.size("max", 256);
   g_batch = args.size("batch", 64);
@@ -75,20 +75,10 @@ int main(int argc, char** argv) {
     return 2;
   }
   Queue* queues = new Queue[threads];
-  std::vector<bench::Counter> freed(threads);
-  g_timer.start();
-  std::vector<std::thread> ts;
-  for (int t = 0; t < threads; ++t) ts.emplace_back(worker, t, threads, queues, &freed[t], seed);
-  g_timer.sleep_then_stop(duration);
-  for (auto& t : ts) t.join();
-  double secs = g_timer.elapsed(), cpu = g_timer.cpu_elapsed();
-  double ops = 0;
-  for (auto& c : freed) ops += static_cast<double>(c.ops);
+  launch.run([&](int t, bench::Counter* freed) { worker(launch, t, queues, freed, seed); });
   for (int q = 0; q < threads; ++q)  // blocks still in flight
     for (size_t k = queues[q].head.load(); k != queues[q].tail.load(); ++k) free(queues[q].items[k & (Queue::kCap - 1)]);
   delete[] queues;
-  char extra[32];
-  snprintf(extra, sizeof extra, "threads=%d", threads);
-  bench::report("xmalloc", ops, secs, cpu, extra);
+  launch.report();
   return 0;
 }
