@@ -4,7 +4,9 @@
     gate.py THRESHOLDS SUMMARY_CSV HOTPATH_CSV
 
 SUMMARY_CSV is bench/run's summary.csv (medians per workload and allocator),
-HOTPATH_CSV bench/callgrind's output. Prints one line per threshold, what it
+HOTPATH_CSV bench/callgrind's output (the hardened library's rows, where
+present, judge its throughput against release's: `hardened` lines). Prints
+one line per threshold, what it
 measured and by how much it missed, then "gate: N passed, M failed"; exits 1
 when anything failed or could not be measured.
 """
@@ -21,10 +23,23 @@ def load_thresholds(path):
             line = line.split("#", 1)[0].split()
             if not line:
                 continue
-            if len(line) != 3 or line[0] not in ("throughput", "rss", "instructions"):
-                sys.exit(f"gate: {path}:{n}: expected 'throughput|rss|instructions NAME LIMIT'")
+            if len(line) != 3 or line[0] not in ("throughput", "rss", "instructions", "hardened"):
+                sys.exit(f"gate: {path}:{n}: expected 'throughput|rss|instructions|hardened NAME LIMIT'")
             rules.append((line[0], line[1], float(line[2])))
     return rules
+
+
+def throughput_at_least(runs, workload, allocator, against, against_name, limit):
+    """(ok, text): whether `allocator`'s median ops/s on `workload` is at
+    least `limit` times `against`'s, in the same run."""
+    a, b = runs.get((workload, allocator)), runs.get((workload, against))
+    if a is None or b is None or float(b["median_ops_per_sec"]) == 0:
+        return False, "not measured"
+    got = float(a["median_ops_per_sec"]) / float(b["median_ops_per_sec"])
+    text = f"{got:.2f}x {against_name}, limit {limit:g}x"
+    if got < limit:
+        text += f": short by {100 * (1 - got / limit):.0f}%"
+    return got >= limit, text
 
 
 def main():
@@ -53,15 +68,10 @@ def main():
                     text += f": {got - limit:.2f} over"
         elif kind == "throughput":
             what = f"{name} throughput"
-            h, g = runs.get((name, "hakmem")), runs.get((name, "glibc"))
-            if h is None or g is None or float(g["median_ops_per_sec"]) == 0:
-                ok, text = False, "not measured"
-            else:
-                got = float(h["median_ops_per_sec"]) / float(g["median_ops_per_sec"])
-                ok = got >= limit
-                text = f"{got:.2f}x glibc, limit {limit:g}x"
-                if not ok:
-                    text += f": short by {100 * (1 - got / limit):.0f}%"
+            ok, text = throughput_at_least(runs, name, "hakmem", "glibc", "glibc", limit)
+        elif kind == "hardened":
+            what = f"{name} hardened throughput"
+            ok, text = throughput_at_least(runs, name, "hakmem-hardened", "hakmem", "release", limit)
         else:
             what = f"{name} peak RSS"
             h = runs.get((name, "hakmem"))
