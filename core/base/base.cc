@@ -76,19 +76,19 @@ static bool parse_decimal(const char* v, uint64_t* out) {
   return true;
 }
 
-// A whole number of `unit` in [0, max].
-static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, const char* unit) {
+// A whole number in [0, max]: `what` it must be ("a number of
+// milliseconds"), for the warning; `unit` follows the most ("" for none).
+static uint64_t env_number(const char* name, uint64_t fallback, uint64_t max, const char* what, const char* unit) {
   const char* v = env_value(name);
   if (v == nullptr) return fallback;
   uint64_t n = 0;
   if (!parse_decimal(v, &n)) {
-    diag("hakmem: %s=%s is not a number of %s; using the default, %llu", name, v, unit,
-         static_cast<unsigned long long>(fallback));
+    diag("hakmem: %s=%s is not %s; using the default, %llu", name, v, what, static_cast<unsigned long long>(fallback));
     return fallback;
   }
   if (n > max) {
-    diag("hakmem: %s=%s is above the most, %llu %s; using %llu", name, v, static_cast<unsigned long long>(max), unit,
-         static_cast<unsigned long long>(max));
+    diag("hakmem: %s=%s is above the most, %llu%s%s; using %llu", name, v, static_cast<unsigned long long>(max),
+         *unit != '\0' ? " " : "", unit, static_cast<unsigned long long>(max));
     return max;
   }
   return n;
@@ -104,7 +104,7 @@ void config_init() {
       diag("hakmem: HAKMEM_STATS_FILE is longer than %zu bytes; the report goes to stderr",
            sizeof g_config.stats_file - 1);
   }
-  g_config.stats_pid = static_cast<uint32_t>(env_number("HAKMEM_STATS_PID", 0, 4194304, "(a process id)"));
+  g_config.stats_pid = static_cast<uint32_t>(env_number("HAKMEM_STATS_PID", 0, 4194304, "a process id", ""));
   g_config.verbose = env_flag("HAKMEM_VERBOSE", false);
   if (!env_flag("HAKMEM_ACE", true)) g_config.ace_arm = kAceDefaultArm;
   if (const char* arm = env_value("HAKMEM_ACE_ARM")) {  // wins over HAKMEM_ACE
@@ -118,15 +118,15 @@ void config_init() {
   if (kHardened) {
     g_config.quarantine = env_flag("HAKMEM_HARDENED_QUARANTINE", true);
     g_config.zero_on_free = env_flag("HAKMEM_HARDENED_ZERO", true);
-    g_config.zero_whole_max = env_number("HAKMEM_HARDENED_ZERO_MAX", g_config.zero_whole_max, uint64_t{1} << 50, "bytes");
+    g_config.zero_whole_max = env_number("HAKMEM_HARDENED_ZERO_MAX", g_config.zero_whole_max, uint64_t{1} << 50, "a number of bytes", "bytes");
     g_config.randomize = env_flag("HAKMEM_HARDENED_RANDOM", true);
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
     g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);
   }
   g_config.background = static_cast<int8_t>(
       env_switch("HAKMEM_BACKGROUND", " (a purge thread once the process has a second thread)"));
-  g_config.arena_max_mib = env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "MiB");
-  g_config.decay_ms = static_cast<uint32_t>(env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "milliseconds"));
+  g_config.arena_max_mib = env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "a number of MiB", "MiB");
+  g_config.decay_ms = static_cast<uint32_t>(env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "a number of milliseconds", "milliseconds"));
 }
 
 namespace {

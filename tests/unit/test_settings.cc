@@ -41,6 +41,8 @@ TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
       {"HAKMEM_ACE_ARM=12", "HAKMEM_ACE_ARM=12 is not an arm (0 to 11); the learner picks\n"},
       {"HAKMEM_ACE_ARM=x HAKMEM_ACE=0", "HAKMEM_ACE_ARM=x is not an arm (0 to 11); using the default arm\n"},
       {"HAKMEM_VERBOSE=2", "HAKMEM_VERBOSE=2 is not 0 or 1; using the default, 0\n"},
+      {"HAKMEM_STATS_PID=init", "HAKMEM_STATS_PID=init is not a process id; using the default, 0\n"},
+      {"HAKMEM_STATS_PID=9999999", "HAKMEM_STATS_PID=9999999 is above the most, 4194304; using 4194304\n"},
       {"HAKMEM_BACKGROUND=on",
        "HAKMEM_BACKGROUND=on is not 0 or 1; using the default (a purge thread once the process has a second thread)\n"},
   };
