@@ -13,8 +13,10 @@
 #include <vector>
 
 #include "ace/ace.h"
+#include "central/central.h"
 #include "contracts/contracts.h"
 #include "hakmem.h"
+#include "refill/refill.h"
 #include "ring/ring.h"
 #include "slab/slab.h"
 #include "tls_cache/tls_cache.h"
@@ -138,6 +140,96 @@ TEST(ContractB, FiresWhenTheLearnerReshapesACache) {
   contracts::learner_leave();
   free(p);
   EXPECT_EQ(rec.fired('B'), 1);
+}
+
+// A bin reshaped between refills (here by hand, as a learner that applied
+// its policy at once would) must be caught at the bin's next refill, from
+// the cache's own state: nothing in the writer reports anything.
+TEST(ContractB, FiresWhenACacheIsReshapedOutsideARefill) {
+  Recording rec;
+  const int cls = size_to_class(80);
+  free(opaque(malloc(80)));  // the bin has been through a refill
+  TlsBin& bin = tls_bin(cls);
+  ASSERT_GT(bin.cap, 0);
+  bin.cap = static_cast<uint16_t>(bin.cap + 8);
+  bin.room += 8;  // its count unchanged: only the capacity moved
+  EXPECT_EQ(rec.fired('B'), 0);
+  // Empty the bin: the next malloc refills it, and the refill sees the change.
+  std::vector<void*> held;
+  for (uint32_t i = tls_bin_count(bin) + 1; i > 0; --i) held.push_back(opaque(malloc(80)));
+  for (void* p : held) free(p);
+  EXPECT_EQ(rec.fired('B'), 1);
+}
+
+// A refill that applied the policy of one class to the bin of another.
+// refill_of_class names the class the refill works on, so a refill of class
+// `cls` that leaves class `other`'s bin reshaped is caught at its end.
+TEST(ContractB, FiresWhenARefillReshapesAnotherClass) {
+  Recording rec;
+  const int cls = size_to_class(80), other = size_to_class(160);
+  free(opaque(malloc(80)));
+  free(opaque(malloc(160)));
+  contracts::refill_enter();
+  contracts::refill_of_class(cls);
+  tls_bin(other).batch = static_cast<uint16_t>(tls_bin(other).batch + 1);
+  contracts::refill_leave();
+  EXPECT_EQ(rec.fired('B'), 1);
+  tls_bin(other).batch = static_cast<uint16_t>(tls_bin(other).batch - 1);
+  contracts::thread_cache_cleared();  // the test's own repair, not a refill's
+}
+
+// The learner must leave caches alone: here a step that flushes the thread's
+// cache through the real flush (refill_flush_all) is caught by the bins'
+// contents alone, with no reshape hook on the way.
+TEST(ContractB, FiresWhenTheLearnerFlushesACache) {
+  Recording rec;
+  free(opaque(malloc(80)));
+  ASSERT_GT(tls_bin_count(tls_bin(size_to_class(80))), 0u);
+  contracts::learner_enter();
+  refill_flush_all();
+  contracts::learner_leave();
+  EXPECT_EQ(rec.fired('B'), 1);
+}
+
+// Threads allocating, freeing each other's blocks and exiting while the
+// learner runs and publishes new policies: every cache changes shape only in
+// its own refills, and each exiting thread's cleared cache is sanctioned.
+TEST(ContractB, SilentWithManyThreadsWhileTheLearnerPublishes) {
+  if (g_config.ace_arm != kAceLearn) GTEST_SKIP() << "ACE learning is off (HAKMEM_ACE / HAKMEM_ACE_ARM)";
+  Recording rec;
+  AceStats before{};
+  ace_stats(&before);
+  std::mutex m;
+  std::vector<void*> shared;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<void*> mine;
+      for (int i = 0; i < 60000; ++i) {
+        mine.push_back(malloc(16 + ((i * 13 + t * 7) % 300) * 8));
+        if (mine.size() >= static_cast<size_t>(200 + t * 100)) {
+          std::lock_guard<std::mutex> g(m);
+          // Half to the other threads, half freed here.
+          for (size_t k = 0; k < mine.size(); ++k) {
+            if (k % 2 == 0) shared.push_back(mine[k]); else free(mine[k]);
+          }
+          mine.clear();
+          while (shared.size() > 1000) {
+            free(shared.back());
+            shared.pop_back();
+          }
+        }
+      }
+      for (void* p : mine) free(p);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (void* p : shared) free(p);
+  AceStats after{};
+  ace_stats(&after);
+  EXPECT_GT(after.steps, before.steps);
+  EXPECT_GT(after.policy_changes, before.policy_changes);
+  EXPECT_EQ(rec.fired('B'), 0);
 }
 
 // ---- C: every block is in exactly one place ----
@@ -269,10 +361,63 @@ TEST(ContractF, CrossThreadFreesKeepOwnershipAndAccounting) {
       }
     });
   }
+  const uint64_t cross_before = contracts::cross_thread_frees();
   for (auto& t : producers) t.join();
   done = true;
   for (auto& t : consumers) t.join();
+  // Back to the slabs: every pooled batch, and the slabs that empty with it.
+  const uint64_t returns_before = contracts::slab_returns_checked();
+  hak_trim();
+  EXPECT_GT(contracts::cross_thread_frees(), cross_before);
+  EXPECT_GT(contracts::slab_returns_checked(), returns_before);
   EXPECT_EQ(rec.fired('C'), 0);
   EXPECT_EQ(rec.fired('E'), 0);
+  EXPECT_EQ(rec.fired('F'), 0);
   EXPECT_EQ(hak_check_heap(), 0);
+}
+
+namespace {
+// C also sees the second hand-over below (a block handed to the central pool
+// from its slab); that report is let through so that the slab's own check,
+// F, is the one to stop the second return, before the slab's counts move.
+void die_on_f(char contract, const char* what, const void* where) {
+  if (contract != 'F') return;
+  contracts::set_fire_handler(nullptr);
+  contracts::fire(contract, what, where);
+}
+void link(void* const* blocks, int n) {
+  for (int i = 0; i < n; ++i) block_set_next(blocks[i], i + 1 < n ? blocks[i + 1] : nullptr);
+}
+}  // namespace
+
+// A batch returned to its slabs twice through the real central pool: the
+// slab would count its blocks back twice (its used count wrapping, the slab
+// going back to its segment with blocks in use) and link them twice into its
+// free list. F fires at the first block instead.
+TEST(ContractFDeathTest, DoubleReturnOfABatchFires) {
+  EXPECT_DEATH(
+      {
+        contracts::set_fire_handler(die_on_f);
+        // A class no other test uses: its pool is empty and the four blocks
+        // come from one fresh slab; the fourth stays out and keeps it alive.
+        const int cls = size_to_class(12000);
+        void* head = nullptr;
+        if (central_take(cls, 4, &head) != 4) _exit(3);
+        void* b[4];
+        for (int i = 0; i < 4; ++i, head = block_next(head)) b[i] = head;
+        for (int i = 1; i < 4; ++i)
+          if (inspect_segment(b[i]) != inspect_segment(b[0]) ||
+              entry_first_unit(inspect_units(inspect_segment(b[i]))[unit_of(b[i])]) !=
+                  entry_first_unit(inspect_units(inspect_segment(b[0]))[unit_of(b[0])]))
+            _exit(4);
+        link(b, 3);
+        central_give(cls, b[0], 3);
+        central_drain(cls);
+        if (contracts::fire_count('F') != 0) _exit(5);
+        link(b, 3);
+        central_give(cls, b[0], 3);
+        central_drain(cls);
+        _exit(6);
+      },
+      "contract F violated.*went back to its slab twice");
 }

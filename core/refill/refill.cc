@@ -59,6 +59,7 @@ void thread_exit(void*) {
     g_threads_live.fetch_sub(1, std::memory_order_relaxed);
   }
   tc = ThreadCache{};
+  HAK_CONTRACT(contracts::thread_cache_cleared());
   tc.exited = true;  // later calls go straight to the central pool (see below)
 }
 
@@ -171,6 +172,7 @@ struct RefillScope {
 
 void* refill_alloc(int cls) {
   RefillScope scope;
+  HAK_CONTRACT(contracts::refill_of_class(cls));
   if (HAK_UNLIKELY(!t_cache.registered)) {
     if (t_cache.exited) return exited_thread_alloc(cls);
     thread_register();
@@ -194,6 +196,7 @@ void* refill_alloc(int cls) {
 
 void refill_flush(int cls) {
   RefillScope scope;
+  HAK_CONTRACT(contracts::refill_of_class(cls));
   HAK_CONTRACT(contracts::cache_reshaped());
   if (HAK_UNLIKELY(!t_cache.registered)) {
     if (t_cache.exited) return exited_thread_flush(cls);

@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "contracts/contracts.h"
 #include "os/os.h"
 
 namespace hakmem {
@@ -547,6 +548,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
     s->used = s->carved - s->free_count;
   }
   if (last != nullptr) block_set_next(last, nullptr);
+  HAK_CONTRACT(contracts::blocks_leave_slab(list, n));
   *head = list;
   return n;
 }
@@ -554,6 +556,7 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
 void slab_return_blocks(int cls, void* head, uint32_t count) {
   while (count-- > 0 && head != nullptr) {
     void* b = head;
+    HAK_CONTRACT(contracts::block_returns_to_slab(b, cls));
     head = block_next(b);
     Segment* seg = segment_lookup(b);
     Slab* s = &seg->slabs[entry_first_unit(segment_units(seg)[unit_of(b)])];
@@ -562,6 +565,7 @@ void slab_return_blocks(int cls, void* head, uint32_t count) {
     ++s->free_count;
     --s->used;
     if (s->used == 0) {
+      HAK_CONTRACT(contracts::slab_goes_empty(s));
       if (s->on_partial_list) partial_remove(cls, s);
       g_slab_count[cls].fetch_sub(1, std::memory_order_relaxed);
       annotate_returned(slab_start(s), static_cast<size_t>(s->units) << kUnitShift);
