@@ -9,6 +9,10 @@
 
 namespace hakmem {
 
+// The public header's class count sizes hak_stats::classes[], which the
+// report fills from the table's classes: the two must agree at compile time.
+static_assert(HAK_NUM_CLASSES == kNumClasses, "HAK_NUM_CLASSES in hakmem.h must equal size_class.h's kNumClasses");
+
 GlobalCounters g_counters;
 
 void stats_merge(const ClassCounters* per_class) {
