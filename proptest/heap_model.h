@@ -27,17 +27,20 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "large/large.h"
+#include "os/os.h"
 #include "slab/slab.h"
+#include "tests/support/units.h"
 
 namespace prop {
 
-constexpr size_t KiB = 1024;
-constexpr size_t MiB = 1024 * 1024;
-constexpr size_t kTinyMax = hakmem::kTinyMax;   // 1 KiB
-constexpr size_t kMidMax = hakmem::kSlabMax;    // 128 KiB
-constexpr size_t kLargeMax = 2 * MiB;           // large/huge boundary (core/large/large.h)
-constexpr size_t kHugeTestMax = 10 * MiB;       // the biggest request the tests make
-constexpr size_t kPageSize = 4096;
+using test_support::KiB;
+using test_support::MiB;
+constexpr size_t kTinyMax = hakmem::kTinyMax;    // 1 KiB
+constexpr size_t kMidMax = hakmem::kSlabMax;     // 128 KiB
+constexpr size_t kLargeMax = hakmem::kLargeMax;  // 2 MiB: the large/huge boundary
+constexpr size_t kHugeTestMax = 10 * MiB;        // the biggest request the tests make
+constexpr size_t kPageSize = hakmem::kOsPageSize;
 
 struct ModelFailure : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -20,12 +20,16 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "base/base.h"
+#include "size_class/size_class.h"
 #include "tests/support/opaque.h"
 #include "tests/support/run_self.h"
+#include "tests/support/units.h"
 
 namespace {
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+using test_support::KiB;
+using test_support::MiB;
 
 using test_support::opaque;
 
@@ -48,6 +52,7 @@ class Hardened : public testing::Test {};
 // them can take the block back.
 TEST_F(Hardened, DoubleFreeAbortsInEveryRange) {
   // The largest slab request is 128 KiB less the canary's 8 bytes.
+  static_assert(128 * KiB == hakmem::kSlabMax && hakmem::kCanaryBytes == 8, "the slab limit and canary size");
   for (size_t n : {size_t{1}, size_t{16}, size_t{256}, size_t{4 * KiB}, size_t{32 * KiB}, size_t{128 * KiB - 8}}) {
     void* p = malloc(n);
     ASSERT_NE(p, nullptr);

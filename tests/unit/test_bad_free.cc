@@ -21,13 +21,15 @@
 #include "size_class/size_class.h"
 #include "slab/slab.h"
 #include "tests/support/opaque.h"
+#include "tests/support/units.h"
 
 extern char** environ;
 
 namespace {
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
-constexpr uintptr_t kSegmentMask = (uintptr_t{4} << 20) - 1;
+using hakmem::kSegmentMask;
+using test_support::KiB;
+using test_support::MiB;
 
 using test_support::opaque;
 
@@ -181,7 +183,7 @@ TEST(BadFree, PointersIntoHakmemMetadataAreIgnored) {
   ASSERT_NE(huge, nullptr);
   memset(huge, 0x7e, 5 * MiB);
   uintptr_t seg = reinterpret_cast<uintptr_t>(small) & ~kSegmentMask;
-  const uintptr_t targets[] = {seg, seg + 16, seg + 64, seg + 4096, seg + 64 * KiB - 16,
+  const uintptr_t targets[] = {seg, seg + 16, seg + 64, seg + 4096, seg + hakmem::kUnitSize - 16,
                                reinterpret_cast<uintptr_t>(huge) - 4096, reinterpret_cast<uintptr_t>(huge) - 16};
   for (uintptr_t t : targets) {
     EXPECT_EQ(hak_owns(opaque(t)), 0) << std::hex << t;
@@ -211,7 +213,7 @@ TEST(BadFree, PointersIntoTheArenaOutsideLiveSegmentsAreForeign) {
   const uintptr_t base = s.arena_base, end = s.arena_base + s.arena_bytes;
   std::vector<uintptr_t> targets;
   if (hakmem::inspect_segment(opaque(end - 16)) == nullptr)  // the last slot, unless the heap reached it
-    targets = {end - 4 * MiB, end - 4 * MiB + 64 * KiB, end - 4096, end - 16};
+    targets = {end - hakmem::kSegmentSize, end - hakmem::kSegmentSize + hakmem::kUnitSize, end - 4096, end - 16};
   // Segments that lived and were given back: fill some with 64 KiB blocks,
   // free them all and trim. Their slots read as zeros again; at least one
   // of them must not have been taken by a newer segment.

@@ -19,10 +19,12 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/units.h"
 
 namespace {
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+using test_support::KiB;
+using test_support::MiB;
 
 struct Watchdog {
   explicit Watchdog(unsigned secs) { alarm(secs); }

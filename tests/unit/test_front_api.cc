@@ -26,7 +26,10 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "large/large.h"
+#include "size_class/size_class.h"
 #include "tests/support/opaque.h"
+#include "tests/support/units.h"
 
 extern char** environ;
 
@@ -88,11 +91,15 @@ const Api kHakApi = {
     [](void* p) { return hak_malloc_usable_size(p); },
 };
 
-constexpr size_t KiB = 1024;
-constexpr size_t MiB = 1024 * 1024;
+using test_support::KiB;
+using test_support::MiB;
 
 // One size per range and its edges: tiny (<= 1 KiB), mid (<= 128 KiB),
-// large (<= 2 MiB), huge (above).
+// large (<= 2 MiB), huge (above). The edges are the documented ranges,
+// written out; core's limits must agree with them.
+static_assert(1 * KiB == hakmem::kTinyMax, "the tiny range ends at 1 KiB");
+static_assert(128 * KiB == hakmem::kSlabMax, "the mid range ends at 128 KiB");
+static_assert(2 * MiB == hakmem::kLargeMax, "huge blocks start above 2 MiB");
 const std::vector<size_t>& edge_sizes() {
   static const std::vector<size_t> v = {0,        1,         7,          8,           9,          15,
                                         16,       17,        24,         100,         1000,       1023,

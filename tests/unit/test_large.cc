@@ -14,11 +14,14 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "os/os.h"
+#include "tests/support/units.h"
 
 namespace {
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
-constexpr size_t kPage = 4096;
+using test_support::KiB;
+using test_support::MiB;
+constexpr size_t kPage = hakmem::kOsPageSize;
 
 long minor_faults() {
   struct rusage ru;

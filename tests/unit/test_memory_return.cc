@@ -20,12 +20,15 @@
 
 #include "hakmem.h"
 #include "tests/support/proc_self.h"
+#include "tests/support/units.h"
 
 extern char** environ;
 
 namespace {
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024, GiB = 1024 * MiB;
+using test_support::GiB;
+using test_support::KiB;
+using test_support::MiB;
 
 using test_support::rss_bytes;
 

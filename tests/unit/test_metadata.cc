@@ -21,10 +21,12 @@
 #include "slab/slab.h"
 #include "tests/support/opaque.h"
 #include "tests/support/run_self.h"
+#include "tests/support/units.h"
 
 namespace {
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+using test_support::KiB;
+using test_support::MiB;
 
 using test_support::opaque;
 

@@ -9,12 +9,11 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "slab/slab.h"
 
 namespace {
 
 using namespace hakmem;
-
-constexpr size_t kSegment = size_t{4} << 20;
 
 TEST(SizeClass, TableShape) {
   EXPECT_EQ(kNumClasses, HAK_NUM_CLASSES);
@@ -79,7 +78,7 @@ TEST(SizeClass, SlabGeometry) {
     SCOPED_TRACE("class " + std::to_string(c) + " size " + std::to_string(ci.size));
     ASSERT_GE(ci.slab_units, 1u);
     // A slab fits in a segment next to its header unit.
-    ASSERT_LE(ci.slab_units, kSegment / kUnitSize - 1);
+    ASSERT_LE(ci.slab_units, kSegmentSize / kUnitSize - 1);
     uint64_t bytes = uint64_t{ci.slab_units} * kUnitSize;
     ASSERT_GE(ci.blocks_per_slab, 1u);
     EXPECT_LE(uint64_t{ci.blocks_per_slab} * ci.size, bytes);
@@ -112,7 +111,7 @@ TEST(SizeClass, BlockTestAgreesWithDivision) {
     ASSERT_GE(ci.check_step, 1u);
     ASSERT_LE(ci.check_step, ci.size);
     ASSERT_GT(ci.check_c, uint64_t{ci.blocks_per_slab} * ci.check_step);
-    for (uint64_t off = 0; off < kSegment; ++off) {
+    for (uint64_t off = 0; off < kSegmentSize; ++off) {
       const uint64_t image = off * ci.check_c;
       if (off % ci.size == 0) {
         if (image != off / ci.size * ci.check_step) FAIL() << "block " << off / ci.size << " maps to " << image;

@@ -20,6 +20,7 @@
 #include "slab/slab.h"
 #include "tests/support/blocks.h"
 #include "tests/support/opaque.h"
+#include "tests/support/units.h"
 
 namespace {
 
@@ -30,8 +31,9 @@ using test_support::intact;
 using test_support::opaque;
 using test_support::stamp;
 
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
-constexpr uintptr_t kSegmentMask = (uintptr_t{4} << 20) - 1;
+using hakmem::kSegmentMask;
+using test_support::KiB;
+using test_support::MiB;
 
 int g_global_int = 42;
 char g_global_buf[256];
@@ -143,11 +145,11 @@ TEST(Slab, OwnsLiveBlockStartsOnly) {
       if (off == 0 || off >= usable) continue;
       EXPECT_EQ(hak_owns(p + off), 0) << "interior pointer +" << off << " of a block of " << n;
     }
-    if (usable > 64 * KiB) {
-      EXPECT_EQ(hak_owns(p + 64 * KiB), 0) << "+64 KiB into a block of " << n;
+    if (usable > hakmem::kUnitSize) {
+      EXPECT_EQ(hak_owns(p + hakmem::kUnitSize), 0) << "+64 KiB into a block of " << n;
     }
-    if (usable > 4 * MiB) {
-      EXPECT_EQ(hak_owns(p + 4 * MiB), 0) << "+4 MiB into a block of " << n;
+    if (usable > hakmem::kSegmentSize) {
+      EXPECT_EQ(hak_owns(p + hakmem::kSegmentSize), 0) << "+4 MiB into a block of " << n;
     }
   }
   // The header of the segment that holds a small block is no block.
@@ -167,10 +169,10 @@ TEST(Slab, OwnsLiveBlockStartsOnly) {
   void* m = mmap(nullptr, 8 * MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(m, MAP_FAILED);
   uintptr_t mb = reinterpret_cast<uintptr_t>(m);
-  uintptr_t slot = (mb + kSegmentMask) & ~kSegmentMask;  // a 4 MiB boundary inside the mapping
+  uintptr_t slot = (mb + kSegmentMask) & ~kSegmentMask;  // a segment boundary inside the mapping
   EXPECT_EQ(hak_owns(m), 0);
   EXPECT_EQ(hak_owns(reinterpret_cast<void*>(slot)), 0);
-  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(slot + 64 * KiB)), 0);
+  EXPECT_EQ(hak_owns(reinterpret_cast<void*>(slot + hakmem::kUnitSize)), 0);
   munmap(m, 8 * MiB);
   for (auto& [p, n] : live) free(p);
   EXPECT_EQ(hak_check_heap(), 0);

@@ -20,13 +20,15 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "tests/support/units.h"
 
 extern char** environ;
 
 namespace {
 
 using hakmem::class_size;
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+using test_support::KiB;
+using test_support::MiB;
 
 hak_stats snap() {
   hak_stats s;

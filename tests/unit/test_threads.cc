@@ -21,6 +21,7 @@
 #include "hakmem.h"
 #include "size_class/size_class.h"
 #include "tests/support/blocks.h"
+#include "tests/support/units.h"
 
 namespace {
 
@@ -39,7 +40,8 @@ using test_support::Block;
 using test_support::BlockQueue;
 using test_support::intact;
 using test_support::stamp;
-constexpr size_t KiB = 1024, MiB = 1024 * 1024;
+using test_support::KiB;
+using test_support::MiB;
 
 // A test that hangs fails (SIGALRM) instead of eating the suite's time.
 struct Watchdog {
