@@ -101,6 +101,12 @@ std::atomic<bool> g_shadow_full{false};
 uint64_t g_cross_thread_frees = 0;
 uint64_t g_slab_returns_checked = 0;
 
+// Whether `block` starts one of the blocks carved so far in `slab` (E, F).
+bool on_carved_block_boundary(const Slab& slab, const void* block) {
+  const size_t off = static_cast<const char*>(block) - slab_start(const_cast<Slab*>(&slab));
+  return off % class_size(slab.cls) == 0 && off / class_size(slab.cls) < slab.carved;
+}
+
 void report_shadow_full_locked() {
   if (g_shadow_full.load(std::memory_order_relaxed)) return;
   g_shadow_full.store(true, std::memory_order_relaxed);
@@ -273,8 +279,7 @@ void block_returns_to_slab(const void* block, int cls) {
     fire('F', "a block went back to a run that is no live slab of its class (its slab went back already?)", block);
     return;
   }
-  const size_t off = static_cast<const char*>(block) - slab_start(const_cast<Slab*>(&s));
-  if (off % class_size(cls) != 0 || off / class_size(cls) >= s.carved) {
+  if (!on_carved_block_boundary(s, block)) {
     fire('F', "a block went back to its slab off a carved block boundary", block);
     return;
   }
@@ -345,10 +350,8 @@ void block_enters_list(const void* block, size_t cls) {
     fire('E', "a unit tag disagrees with the slab descriptor it belongs to", block);
   } else if (e.check_c != class_info(static_cast<int>(cls)).check_c) {
     fire('E', "a unit's block-test multiplier is not its class's", block);
-  } else {
-    size_t off = reinterpret_cast<uintptr_t>(block) + e.minus_run_start;
-    if (off % class_size(cls) != 0 || off / class_size(cls) >= slab.carved)
-      fire('E', "a block address is not on a carved block boundary of its slab", block);
+  } else if (!on_carved_block_boundary(slab, block)) {
+    fire('E', "a block address is not on a carved block boundary of its slab", block);
   }
 }
 

@@ -118,15 +118,18 @@ void config_init() {
   if (kHardened) {
     g_config.quarantine = env_flag("HAKMEM_HARDENED_QUARANTINE", true);
     g_config.zero_on_free = env_flag("HAKMEM_HARDENED_ZERO", true);
-    g_config.zero_whole_max = env_number("HAKMEM_HARDENED_ZERO_MAX", g_config.zero_whole_max, uint64_t{1} << 50, "a number of bytes", "bytes");
+    g_config.zero_whole_max =
+        env_number("HAKMEM_HARDENED_ZERO_MAX", g_config.zero_whole_max, uint64_t{1} << 50, "a number of bytes", "bytes");
     g_config.randomize = env_flag("HAKMEM_HARDENED_RANDOM", true);
     g_config.guard_pages = env_flag("HAKMEM_HARDENED_GUARDS", true);
     g_config.canary = env_flag("HAKMEM_HARDENED_CANARY", true);
   }
   g_config.background = static_cast<int8_t>(
       env_switch("HAKMEM_BACKGROUND", " (a purge thread once the process has a second thread)"));
-  g_config.arena_max_mib = env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "a number of MiB", "MiB");
-  g_config.decay_ms = static_cast<uint32_t>(env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "a number of milliseconds", "milliseconds"));
+  g_config.arena_max_mib =
+      env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "a number of MiB", "MiB");
+  g_config.decay_ms = static_cast<uint32_t>(
+      env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "a number of milliseconds", "milliseconds"));
 }
 
 namespace {

@@ -111,8 +111,8 @@ struct HAK_SEALED_PAGE Config {
 };
 extern Config g_config;
 void config_init();
-// Hardened guard pages (around huge headers, after large spans, over cached
-// huge mappings): on unless HAKMEM_HARDENED_GUARDS=0; never in release.
+// Hardened guard pages (around huge headers, after large spans): on unless
+// HAKMEM_HARDENED_GUARDS=0; never in release.
 HAK_INLINE bool hardened_guards() { return kHardened && g_config.guard_pages; }
 // Hardened zero-on-free: whether a freed block of `size` bytes is cleared
 // whole (HAKMEM_HARDENED_ZERO and _ZERO_MAX); never in release.

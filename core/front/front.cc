@@ -34,19 +34,28 @@ using namespace hakmem;
 namespace {
 
 HAK_NOINLINE void* small_alloc_slow(size_t bin_offset);
-HAK_NOINLINE void hardened_check_class(void* block, int cls);
+HAK_NOINLINE void hardened_check_class_slow(void* block, int cls);
 HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
+// Hardened: whether `info`, the entry of the unit holding `addr`, says a
+// block of class `cls` starts there.
+HAK_INLINE bool entry_holds_block_of_class(const UnitEntry& info, uintptr_t addr, int cls) {
+  return info.tag == slab_tag(cls) && entry_is_block_start(info, addr);
+}
+// Hardened: `block` is the next one a list of class `cls` hands out. It must
+// be a block of that class, which a link forged without the keys could not
+// make sure of; that it is free (its link sealed) is checked where its link
+// is read, and a link damaged by a write after free fails there. A block in
+// the arena is checked inline (a call for every allocation cost more than
+// the check); others, and the fault, out of line.
+HAK_INLINE void hardened_check_class(void* block, int cls) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(block);
+  const UnitEntry* info;
+  if (HAK_LIKELY(arena_unit_entry(addr, info) && entry_holds_block_of_class(*info, addr, cls))) return;
+  hardened_check_class_slow(block, cls);
+}
 // Hardened: a block of class `cls` leaves the free lists for the program's
 // hands: neither its encoded link nor its seal goes with it, and its canary
 // (if on) goes in.
-// Hardened: hardened_check_class with the common case, a block in the
-// arena, inline: a call for every allocation cost more than the check.
-HAK_INLINE void hardened_check_class_inline(void* block, int cls) {
-  const uintptr_t addr = reinterpret_cast<uintptr_t>(block);
-  const UnitEntry* info;
-  if (HAK_LIKELY(arena_unit_entry(addr, info) && info->tag == slab_tag(cls) && entry_is_block_start(*info, addr))) return;
-  hardened_check_class(block, cls);  // a segment outside the arena, or the fault
-}
 HAK_INLINE void hardened_hand_out(void* block, int cls) {
   block_unseal(block);
   if (canary_bytes() != 0) *block_canary_slot(block, class_size(cls)) = block_canary(block);
@@ -67,7 +76,7 @@ HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
   TlsBin& bin = tls_bin_at_offset(bin_offset);
   // Hardened: the block must be one of this class before its link is read
   // (the read checks its seal: that it is free).
-  if (kHardened && bin.head != nullptr) hardened_check_class_inline(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
+  if (kHardened && bin.head != nullptr) hardened_check_class(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
   void* block = tls_cache_pop(bin);  // this thread's list: no lock, no atomic
   if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
   if (kHardened) hardened_hand_out(block, static_cast<int>(tls_bin_offset_class(bin_offset)));
@@ -301,14 +310,10 @@ int bin_class(uint16_t bin_offset, const void* p) {
   return cls;
 }
 
-// Hardened: `block` is the next one a list of class `cls` hands out. It must
-// be a block of that class, which a link forged without the keys could not
-// make sure of; that it is free (its link sealed) is checked where its link
-// is read, and a link damaged by a write after free fails there.
-void hardened_check_class(void* block, int cls) {
+// hardened_check_class's other cases: a segment outside the arena, or the fault.
+void hardened_check_class_slow(void* block, int cls) {
   const UnitEntry* info = unit_entry_of(block);
-  if (HAK_UNLIKELY(info == nullptr || !entry_is_block_start(*info, reinterpret_cast<uintptr_t>(block)) ||
-                   info->tag != slab_tag(cls)))
+  if (HAK_UNLIKELY(info == nullptr || !entry_holds_block_of_class(*info, reinterpret_cast<uintptr_t>(block), cls)))
     fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
           class_size(cls), block);
 }

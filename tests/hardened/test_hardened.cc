@@ -659,8 +659,7 @@ TEST(HardenedSettings, ZeroMaxTakesANumberOfBytes) {
   };
   for (const auto& c : cases) {
     int status = 0;
-    const std::string said = test_support::run_self(std::string(c.env) + " HAKMEM_TEST_PROBE=1",
-                                                    "HardenedSettings.ProbeForTheParent", "hakmem: ", &status);
+    const std::string said = test_support::startup_warning(c.env, "HardenedSettings.ProbeForTheParent", &status);
     EXPECT_EQ(status, 0) << c.env;
     EXPECT_EQ(said, c.said) << c.env;
   }

@@ -36,4 +36,11 @@ inline std::string run_self(const std::string& env, const std::string& filter, c
   return found;
 }
 
+// The first "hakmem: " line a fresh process writes at start-up under `env`
+// (without the prefix; "" if none): `probe` names a test of this program
+// that allocates once when HAKMEM_TEST_PROBE is set, so settings are read.
+inline std::string startup_warning(const std::string& env, const std::string& probe, int* status) {
+  return run_self(env + " HAKMEM_TEST_PROBE=1", probe, "hakmem: ", status);
+}
+
 }  // namespace test_support

@@ -21,7 +21,7 @@ TEST(Settings, ProbeForTheParent) {
 // What the process wrote that starts with "hakmem: " (the first such line).
 std::string warning(const std::string& env) {
   int status = 0;
-  std::string line = test_support::run_self(env + " HAKMEM_TEST_PROBE=1", "Settings.ProbeForTheParent", "hakmem: ", &status);
+  std::string line = test_support::startup_warning(env, "Settings.ProbeForTheParent", &status);
   EXPECT_EQ(status, 0) << env;
   return line;
 }
