@@ -39,12 +39,15 @@ static_assert(kNumClasses <= kTlsBinSlots, "every class has a bin");
 // sees it, so it is reused at the earliest after as many more frees of its
 // class as the FIFO holds, and when is a matter of chance: a write after
 // free, or a double free after reuse, cannot count on the block's next
-// owner. Both parts hold 8 blocks of up to 8 KiB; larger classes use fewer
-// slots (a power of two, at least 1 each), so that at most 128 KiB of a
-// class waits per thread: 16 blocks of 128 KiB each were 2 MiB a class.
+// owner. Both parts hold 8 blocks of up to 2 KiB; larger classes use fewer
+// slots (a power of two, at least 1 each), so that at most 32 KiB of a
+// class waits per thread, or 1 + 1 blocks from 16 KiB up. 16 blocks of
+// 128 KiB each were 2 MiB a class; a budget of 128 KiB a class still held
+// 1.5 MiB more than release in a program that grows buffers by realloc
+// through every mid class, and 9 MiB more in mstress (bench/run).
 constexpr int kQuarantineRandom = 8;
 constexpr int kQuarantineFifo = 8;
-constexpr uint32_t kQuarantineBytesPerPart = 64 << 10;
+constexpr uint32_t kQuarantineBytesPerPart = 16 << 10;
 constexpr uint32_t quarantine_depth_of(uint32_t block_size) {
   uint32_t depth = 8;
   while (depth > 1 && depth * block_size > kQuarantineBytesPerPart) depth /= 2;
@@ -59,7 +62,7 @@ constexpr QuarantineDepths build_quarantine_depths() {
   return d;
 }
 inline constexpr QuarantineDepths kQuarantineDepths = build_quarantine_depths();
-static_assert(quarantine_depth_of(8 << 10) == 8 && quarantine_depth_of(128 << 10) == 1, "8 KiB and below: 8 + 8");
+static_assert(quarantine_depth_of(2 << 10) == 8 && quarantine_depth_of(16 << 10) == 1, "2 KiB and below: 8 + 8");
 struct Quarantine {
   void* random[kQuarantineRandom];
   void* fifo[kQuarantineFifo];

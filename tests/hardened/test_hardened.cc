@@ -173,18 +173,26 @@ TEST_F(Hardened, DamagedLinkDeepInAListStopsTheWalkThatReachesIt) {
       "hakmem: a free list is damaged at 0x[0-9a-f]+ \\(a write after free\\?\\); aborting");
 }
 
-// The quarantine holds at most 128 KiB of a class per thread: 8 + 8 blocks
-// of up to 8 KiB, 1 + 1 of the 128 KiB class. Of 32 such blocks freed, all
-// but two come back to the next 32 allocations of their class.
+// The quarantine holds at most 32 KiB of a class per thread: 8 + 8 blocks
+// of up to 2 KiB, 4 + 4 of 3 KiB, 1 + 1 from 16 KiB up (the 128 KiB class
+// included). Of 32 such blocks freed, all but those it holds come back to
+// the next 32 allocations of their class (the list hands out the last
+// pushed first).
 TEST_F(Hardened, QuarantineHoldsBoundedBytesOfLargeClasses) {
-  std::vector<void*> v, again;
-  for (int i = 0; i < 32; ++i) v.push_back(malloc(120 * KiB));
-  for (void* p : v) free(p);
-  for (int i = 0; i < 32; ++i) again.push_back(malloc(120 * KiB));
-  int reused = 0;
-  for (void* p : again) reused += std::find(v.begin(), v.end(), p) != v.end();
-  EXPECT_EQ(reused, 30) << "blocks of the 128 KiB class held back by the quarantine: " << 32 - reused;
-  for (void* p : again) free(p);
+  struct Case {
+    size_t size;
+    int held;
+  };
+  for (Case c : {Case{120 * KiB, 2}, Case{20 * KiB, 2}, Case{3 * KiB, 8}}) {
+    std::vector<void*> v, again;
+    for (int i = 0; i < 32; ++i) v.push_back(malloc(c.size));
+    for (void* p : v) free(p);
+    for (int i = 0; i < 32; ++i) again.push_back(malloc(c.size));
+    int reused = 0;
+    for (void* p : again) reused += std::find(v.begin(), v.end(), p) != v.end();
+    EXPECT_EQ(reused, 32 - c.held) << "blocks of " << c.size << " bytes held back by the quarantine: " << 32 - reused;
+    for (void* p : again) free(p);
+  }
 }
 
 // A freed block carries the free mark at once, in the quarantine (where it
