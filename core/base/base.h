@@ -79,7 +79,7 @@ constexpr uint32_t kAceLearn = kAceArms;
 // allocate). Defaults hold until config_init() runs; sealed after it.
 struct HAK_SEALED_PAGE Config {
   bool stats_at_exit = false;   // HAKMEM_STATS=1
-  // Where the exit report goes (front.cc's report_at_exit): HAKMEM_STATS_FILE,
+  // Where the exit report goes (lifecycle.cc's report_at_exit): HAKMEM_STATS_FILE,
   // a path in which %p stands for the pid (empty: stderr, as it was when
   // the process started), and HAKMEM_STATS_PID (0: every process reports;
   // else only the one with that pid: hakmem run --stats-top).
@@ -91,7 +91,7 @@ struct HAK_SEALED_PAGE Config {
   uint32_t ace_arm = kAceLearn;
   uint32_t decay_ms = 1000;     // HAKMEM_DECAY_MS
   // HAKMEM_BACKGROUND: 1 = a purge thread from the first allocation on,
-  // 0 = never one, unset = one once the process has a second thread (front.cc).
+  // 0 = never one, unset = one once the process has a second thread (front/lifecycle.cc).
   int8_t background = -1;
   // HAKMEM_ARENA: 0 = no segment arena (slab/slab.h); N = at most N MiB of it.
   uint64_t arena_max_mib = uint64_t{1} << 20;

@@ -8,13 +8,17 @@
 
 #include <new>
 
+#include "front/front_internal.h"
 #include "hakmem.h"
+
+using hakmem::front_free;
+using hakmem::front_malloc;
 
 namespace {
 
 [[gnu::noinline]] void* new_slow(std::size_t size, std::size_t align, bool nothrow) {
   for (;;) {
-    void* p = align <= 16 ? hak_malloc(size) : hak_aligned_alloc(align, size);
+    void* p = align <= 16 ? front_malloc(size) : hak_aligned_alloc(align, size);
     if (p != nullptr) return p;
     std::new_handler handler = std::get_new_handler();
     if (handler == nullptr) {
@@ -34,7 +38,7 @@ namespace {
 }
 
 inline void* new_impl(std::size_t size) {
-  void* p = hak_malloc(size);
+  void* p = front_malloc(size);
   return p != nullptr ? p : new_slow(size, 0, false);
 }
 inline void* new_aligned(std::size_t size, std::align_val_t al) {
@@ -42,7 +46,7 @@ inline void* new_aligned(std::size_t size, std::align_val_t al) {
   return p != nullptr ? p : new_slow(size, static_cast<std::size_t>(al), false);
 }
 inline void* new_nothrow(std::size_t size) noexcept {
-  void* p = hak_malloc(size);
+  void* p = front_malloc(size);
   return p != nullptr ? p : new_slow(size, 0, true);
 }
 inline void* new_aligned_nothrow(std::size_t size, std::align_val_t al) noexcept {
@@ -67,17 +71,17 @@ HAK_EXPORT void* operator new[](std::size_t n, std::align_val_t a, const std::no
   return new_aligned_nothrow(n, a);
 }
 
-HAK_EXPORT void operator delete(void* p) noexcept { hak_free(p); }
-HAK_EXPORT void operator delete[](void* p) noexcept { hak_free(p); }
-HAK_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { hak_free(p); }
-HAK_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { hak_free(p); }
+HAK_EXPORT void operator delete(void* p) noexcept { front_free(p); }
+HAK_EXPORT void operator delete[](void* p) noexcept { front_free(p); }
+HAK_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { front_free(p); }
+HAK_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { front_free(p); }
 HAK_EXPORT void operator delete(void* p, std::size_t n) noexcept { hak_free_sized(p, n); }
 HAK_EXPORT void operator delete[](void* p, std::size_t n) noexcept { hak_free_sized(p, n); }
-HAK_EXPORT void operator delete(void* p, std::align_val_t) noexcept { hak_free(p); }
-HAK_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { hak_free(p); }
+HAK_EXPORT void operator delete(void* p, std::align_val_t) noexcept { front_free(p); }
+HAK_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { front_free(p); }
 HAK_EXPORT void operator delete(void* p, std::size_t n, std::align_val_t) noexcept { hak_free_sized(p, n); }
 HAK_EXPORT void operator delete[](void* p, std::size_t n, std::align_val_t) noexcept { hak_free_sized(p, n); }
-HAK_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { hak_free(p); }
-HAK_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { hak_free(p); }
+HAK_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { front_free(p); }
+HAK_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { front_free(p); }
 
 #endif  // HAKMEM_OVERRIDE

@@ -8,7 +8,7 @@ namespace hakmem {
 
 // Runs process initialisation once (settings, fork handlers). Cheap after the first call.
 void front_ensure_init();
-// The purge thread (front.cc): asks for it (mallctl's "background_thread"),
+// The purge thread (lifecycle.cc): asks for it (mallctl's "background_thread"),
 // or lets it idle; whether it runs and purges.
 void front_purge_thread_request(bool on);
 bool front_purge_thread_running();
