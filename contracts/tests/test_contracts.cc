@@ -385,8 +385,11 @@ void die_on_f(char contract, const char* what, const void* where) {
   contracts::set_fire_handler(nullptr);
   contracts::fire(contract, what, where);
 }
-void link(void* const* blocks, int n) {
-  for (int i = 0; i < n; ++i) block_set_next(blocks[i], i + 1 < n ? blocks[i + 1] : nullptr);
+BlockList link(void* const* blocks, int n) {
+  BlockList list;
+  for (int i = 0; i < n; ++i) list_append(list, blocks[i]);
+  list_close(list);
+  return list;
 }
 }  // namespace
 
@@ -401,21 +404,20 @@ TEST(ContractFDeathTest, DoubleReturnOfABatchFires) {
         // A class no other test uses: its pool is empty and the four blocks
         // come from one fresh slab; the fourth stays out and keeps it alive.
         const int cls = size_to_class(12000);
-        void* head = nullptr;
-        if (central_take(cls, 4, &head) != 4) _exit(3);
+        const BlockList taken = central_take(cls, 4);
+        if (taken.count != 4) _exit(3);
         void* b[4];
+        void* head = taken.head;
         for (int i = 0; i < 4; ++i, head = block_next(head)) b[i] = head;
         for (int i = 1; i < 4; ++i)
           if (inspect_segment(b[i]) != inspect_segment(b[0]) ||
               entry_first_unit(inspect_units(inspect_segment(b[i]))[unit_of(b[i])]) !=
                   entry_first_unit(inspect_units(inspect_segment(b[0]))[unit_of(b[0])]))
             _exit(4);
-        link(b, 3);
-        central_give(cls, b[0], 3);
+        central_give(cls, link(b, 3));
         central_drain(cls);
         if (contracts::fire_count('F') != 0) _exit(5);
-        link(b, 3);
-        central_give(cls, b[0], 3);
+        central_give(cls, link(b, 3));
         central_drain(cls);
         _exit(6);
       },

@@ -316,6 +316,43 @@ HAK_INLINE void block_set_next(void* block, const void* next) {
   *static_cast<uintptr_t*>(block) = raw;
 }
 
+// ---- lists of free blocks ----
+// A run of free blocks linked through their links (block_next), with its
+// last block and its length: what the boxes hand each other (a refill's
+// batch, a flush, the blocks a slab gives up, a batch in the central pool).
+// A list handed on is closed: its last block links to nothing.
+struct BlockList {
+  void* head = nullptr;
+  void* tail = nullptr;
+  uint32_t count = 0;
+};
+// Appends `block`: a list built this way keeps the order of its appends.
+HAK_INLINE void list_append(BlockList& list, void* block) {
+  if (list.tail != nullptr) block_set_next(list.tail, block); else list.head = block;
+  list.tail = block;
+  ++list.count;
+}
+HAK_INLINE void list_close(BlockList& list) {
+  if (list.tail != nullptr) block_set_next(list.tail, nullptr);
+}
+// Cuts the first n blocks (1 <= n <= its length) off the list that starts at
+// `head`, which then starts after them: a walk over n - 1 links. The cut
+// list is closed.
+inline BlockList list_cut(void*& head, uint32_t n) {
+  BlockList cut{head, head, n};
+  for (uint32_t i = 1; i < n; ++i) cut.tail = block_next(cut.tail);
+  head = block_next(cut.tail);
+  block_set_next(cut.tail, nullptr);
+  return cut;
+}
+// The first n blocks (1 <= n <= list.count) leave `list` as a list of their own.
+inline BlockList list_split(BlockList& list, uint32_t n) {
+  BlockList front = list_cut(list.head, n);
+  list.count -= n;
+  if (list.count == 0) list.tail = nullptr;
+  return front;
+}
+
 // Formats and writes one line to stderr without allocating; used for
 // diagnostics from inside the allocator, where stdio could recurse.
 void diag(const char* fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -12,11 +12,6 @@ constexpr uint32_t kMaxBatches = 64;
 // the slabs so that empty slabs can return to the OS.
 constexpr uint64_t kPoolBytesPerClass = 4u << 20;
 
-struct Batch {
-  void* head = nullptr;
-  uint32_t count = 0;
-};
-
 struct alignas(64) CentralClass {  // own cache line: classes do not contend
   Lock lock;
   uint32_t batches = 0;
@@ -24,41 +19,41 @@ struct alignas(64) CentralClass {  // own cache line: classes do not contend
   // untouched for a whole period, and go back to their slabs at the next.
   uint32_t low_water = 0;
   uint64_t pooled_blocks = 0;
-  Batch stack[kMaxBatches]{};
+  BlockList stack[kMaxBatches]{};
 };
 
 CentralClass g_central[kNumClasses];
 
 }  // namespace
 
-uint32_t central_take(int cls, uint32_t want, void** head) {
+BlockList central_take(int cls, uint32_t want) {
   CentralClass& c = g_central[cls];
   LockGuard guard(c.lock);
   if (c.batches > 0) {
-    Batch b = c.stack[--c.batches];
+    BlockList b = c.stack[--c.batches];
     c.pooled_blocks -= b.count;
     if (c.batches < c.low_water) c.low_water = c.batches;
-    *head = b.head;
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kTls));
-    return b.count;
+    return b;
   }
-  uint32_t n = slab_take_blocks(cls, want, head);
-  HAK_CONTRACT(contracts::list_moved(*head, n, contracts::Place::kSlab, contracts::Place::kTls));
-  return n;
+  BlockList fresh = slab_take_blocks(cls, want);
+  HAK_CONTRACT(contracts::list_moved(fresh.head, fresh.count, contracts::Place::kSlab, contracts::Place::kTls));
+  return fresh;
 }
 
-void central_give(int cls, void* head, uint32_t count) {
-  HAK_CONTRACT(contracts::list_moved(head, count, contracts::Place::kTls, contracts::Place::kCentral));
+void central_give(int cls, BlockList list) {
+  if (list.count == 0) return;
+  HAK_CONTRACT(contracts::list_moved(list.head, list.count, contracts::Place::kTls, contracts::Place::kCentral));
   CentralClass& c = g_central[cls];
   LockGuard guard(c.lock);
-  uint64_t pooled_bytes = (c.pooled_blocks + count) * class_size(cls);
+  uint64_t pooled_bytes = (c.pooled_blocks + list.count) * class_size(cls);
   if (c.batches < kMaxBatches && pooled_bytes <= kPoolBytesPerClass) {
-    c.stack[c.batches++] = Batch{head, count};
-    c.pooled_blocks += count;
+    c.stack[c.batches++] = list;
+    c.pooled_blocks += list.count;
     return;
   }
-  HAK_CONTRACT(contracts::list_moved(head, count, contracts::Place::kCentral, contracts::Place::kSlab));
-  slab_return_blocks(cls, head, count);
+  HAK_CONTRACT(contracts::list_moved(list.head, list.count, contracts::Place::kCentral, contracts::Place::kSlab));
+  slab_return_blocks(cls, list);
 }
 
 namespace {
@@ -66,10 +61,10 @@ namespace {
 // Sends the `n` oldest batches (the bottom of the stack) back to their slabs.
 void return_oldest_locked(int cls, CentralClass& c, uint32_t n) {
   for (uint32_t i = 0; i < n; ++i) {
-    Batch b = c.stack[i];
+    const BlockList& b = c.stack[i];
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kSlab));
     c.pooled_blocks -= b.count;
-    slab_return_blocks(cls, b.head, b.count);
+    slab_return_blocks(cls, b);
   }
   for (uint32_t i = n; i < c.batches; ++i) c.stack[i - n] = c.stack[i];
   c.batches -= n;

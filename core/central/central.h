@@ -1,5 +1,5 @@
 // Central pool: per size class, shared by all threads. It holds whole
-// batches of free blocks (a list head and a count each), so that handing a
+// batches of free blocks (BlockList: head, tail and count), so that handing a
 // batch over costs one lock, never a walk over its blocks. Beyond its
 // capacity, blocks go back to their slabs.
 #pragma once
@@ -10,10 +10,10 @@
 namespace hakmem {
 
 // Takes one batch, or carves up to `want` blocks from the class's slabs when
-// the pool is empty. Returns the count (0: out of memory); *head gets the list.
-uint32_t central_take(int cls, uint32_t want, void** head);
-// Hands over a list of `count` blocks linked through word 0.
-void central_give(int cls, void* head, uint32_t count);
+// the pool is empty. An empty list: out of memory.
+BlockList central_take(int cls, uint32_t want);
+// Hands over a closed list.
+void central_give(int cls, BlockList list);
 // Sends every pooled batch back to its slabs (malloc_trim).
 void central_drain(int cls);
 // One decay pass over every class: batches that stayed in the pool since the

@@ -58,7 +58,7 @@ void thread_exit(void*) {
     registry_remove_locked(&tc);
     g_threads_live.fetch_sub(1, std::memory_order_relaxed);
   }
-  tc = ThreadCache{};
+  tls_cache_reset(tc);
   HAK_CONTRACT(contracts::thread_cache_cleared());
   tc.exited = true;  // later calls go straight to the central pool (see below)
 }
@@ -66,22 +66,20 @@ void thread_exit(void*) {
 // After the exit hook: one block at a time through the central pool, counted
 // straight into the totals.
 HAK_COLD void* exited_thread_alloc(int cls) {
-  void* head = nullptr;
-  uint32_t n = central_take(cls, 1, &head);
-  if (n == 0) return nullptr;
-  if (n > 1) central_give(cls, block_next(head), n - 1);
-  HAK_CONTRACT(contracts::block_moved(head, contracts::Place::kTls, contracts::Place::kUser));
+  BlockList got = central_take(cls, 1);
+  if (got.count == 0) return nullptr;
+  void* block = list_split(got, 1).head;
+  if (got.count > 0) central_give(cls, got);  // a whole batch came: the rest goes back
+  HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
   g_counters.cls[cls].allocs.add(1);
-  return head;
+  return block;
 }
 
 HAK_COLD void exited_thread_flush(int cls) {
   TlsBin& bin = t_cache.bins[cls];
-  uint32_t count = tls_bin_count(bin);
-  if (count > 0) central_give(cls, bin.head, count);
+  if (tls_bin_count(bin) > 0) central_give(cls, tls_bin_cut_all(bin));
   g_counters.cls[cls].frees.add(tls_bin_frees(t_cache, cls));
-  bin = TlsBin{};
-  t_cache.free_ticks_granted[cls] = 0;
+  tls_bin_reset(t_cache, cls);
 }
 
 void thread_register() {
@@ -104,18 +102,8 @@ void report_event(int cls, AceEventKind kind) {
 // current policy when the refill engine works on it.
 void adopt_policy(TlsBin& bin, int cls) {
   HAK_CONTRACT(contracts::cache_reshaped());
-  uint32_t count = tls_bin_count(bin);
-  ClassPolicy p = ace_policy(cls);
-  bin.cap = p.cap;
-  bin.batch = p.batch;
-  bin.room = static_cast<int32_t>(p.cap) - static_cast<int32_t>(count);
-}
-
-// The n-th block (n >= 1) of a list linked through word 0.
-void* list_nth(void* head, uint32_t n) {
-  void* b = head;
-  for (uint32_t i = 1; i < n; ++i) b = block_next(b);
-  return b;
+  const ClassPolicy p = ace_policy(cls);
+  tls_bin_reshape(bin, p.cap, p.batch);
 }
 
 // A thread's first free into a class it never allocated from is of a block
@@ -125,13 +113,9 @@ void* list_nth(void* head, uint32_t n) {
 // glibc's speed). So the bin starts with a fresh batch above that block: a
 // thread that allocates and frees a few blocks at a time never reaches it.
 void bury_foreign_block(TlsBin& bin, int cls) {
-  void* head = nullptr;
-  uint32_t n = central_take(cls, bin.batch, &head);
-  if (n == 0) return;  // out of memory: the block simply stays on top
-  block_set_next(list_nth(head, n), bin.head);
-  bin.head = head;
-  bin.room -= static_cast<int32_t>(n);
-  bin.net_in += n;
+  const BlockList batch = central_take(cls, bin.batch);
+  if (batch.count == 0) return;  // out of memory: the block simply stays on top
+  tls_bin_adopt(bin, batch);
   ++t_cache.counters[cls].refills;
 }
 
@@ -150,9 +134,7 @@ void shed_if_draining(TlsBin& bin, int cls) {
   uint16_t& streak = t_cache.flushes_in_a_row[cls];
   if (streak < kDrainingAfterFlushes) ++streak;
   if (streak < kDrainingAfterFlushes || bin.cap <= bin.batch) return;
-  const uint32_t count = tls_bin_count(bin);
-  bin.cap = bin.batch;
-  bin.room = static_cast<int32_t>(bin.cap) - static_cast<int32_t>(count);  // below 0: the next frees flush on
+  tls_bin_reshape(bin, bin.batch, bin.batch);
 }
 
 }  // namespace
@@ -179,19 +161,17 @@ void* refill_alloc(int cls) {
   }
   TlsBin& bin = t_cache.bins[cls];
   adopt_policy(bin, cls);
-  void* head = nullptr;
-  uint32_t n = central_take(cls, bin.batch, &head);
-  if (n == 0) return nullptr;
-  HAK_CONTRACT(contracts::block_moved(head, contracts::Place::kTls, contracts::Place::kUser));
+  const BlockList batch = central_take(cls, bin.batch);
+  if (batch.count == 0) return nullptr;
   t_cache.flushes_in_a_row[cls] = 0;
   ClassCounters& k = t_cache.counters[cls];
   ++k.misses;
   ++k.refills;
-  bin.head = block_next(head);  // the list was empty; the first block goes to the caller
-  bin.room -= static_cast<int32_t>(n - 1);
-  bin.net_in += n;
+  tls_bin_adopt(bin, batch);
+  void* block = tls_cache_pop(bin);  // the batch's first block goes to the caller
+  HAK_CONTRACT(contracts::block_moved(block, contracts::Place::kTls, contracts::Place::kUser));
   report_event(cls, AceEventKind::kRefill);
-  return head;
+  return block;
 }
 
 void refill_flush(int cls) {
@@ -208,17 +188,9 @@ void refill_flush(int cls) {
     bury_foreign_block(bin, cls);
     if (bin.room >= 0) return;
   }
-  uint32_t count = tls_bin_count(bin);
-  uint32_t n = bin.batch < count ? bin.batch : count;
-  // Cut the first n blocks off the list: a walk over this thread's own list,
-  // outside any lock; the central pool then takes the batch whole.
-  void* head = bin.head;
-  void* last = list_nth(head, n);
-  bin.head = block_next(last);
-  block_set_next(last, nullptr);
-  bin.room += static_cast<int32_t>(n);
-  bin.net_in -= n;
-  central_give(cls, head, n);
+  const uint32_t count = tls_bin_count(bin);
+  // The central pool takes the batch whole.
+  central_give(cls, tls_bin_cut(bin, bin.batch < count ? bin.batch : count));
   ++t_cache.counters[cls].flushes;
   report_event(cls, AceEventKind::kFlush);
   shed_if_draining(bin, cls);
@@ -230,14 +202,10 @@ void refill_flush_all() {
     tls_quarantine_drain(cls);  // its blocks go with the rest
 #endif
     TlsBin& bin = t_cache.bins[cls];
-    uint32_t count = tls_bin_count(bin);
-    if (count > 0) {
-      central_give(cls, bin.head, count);
+    if (tls_bin_count(bin) > 0) {
+      central_give(cls, tls_bin_cut_all(bin));
       ++t_cache.counters[cls].flushes;
-      bin.net_in -= count;
     }
-    bin.head = nullptr;
-    bin.room = bin.cap;
   }
 }
 

@@ -502,16 +502,10 @@ void backend_fork_prepare() { g_backend_lock.lock(); }
 void backend_fork_parent() { g_backend_lock.unlock(); }
 void backend_fork_child() { g_backend_lock.reinit_in_child(); }
 
-uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
+BlockList slab_take_blocks(int cls, uint32_t want) {
   const ClassInfo& ci = class_info(cls);
-  void* list = nullptr;
-  void* last = nullptr;  // blocks are linked in the order taken: lowest address first
-  auto append = [&list, &last](void* b) {
-    if (last != nullptr) block_set_next(last, b); else list = b;
-    last = b;
-  };
-  uint32_t n = 0;
-  while (n < want) {
+  BlockList list;  // blocks are linked in the order taken: lowest address first
+  while (list.count < want) {
     Slab* s = g_partial[cls];
     if (s == nullptr) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
@@ -522,22 +516,18 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
     }
     const bool random = kHardened && g_config.randomize;
     if (random && s->free_list == nullptr && s->carved < s->capacity) carve_window_randomly(s, ci);
-    while (n < want && s->free_list != nullptr) {
+    while (list.count < want && s->free_list != nullptr) {
       void* b = s->free_list;
       s->free_list = block_next(b);
       --s->free_count;
-      append(b);
-      ++n;
+      list_append(list, b);
     }
-    if (!random && n < want && s->carved < s->capacity) {
+    if (!random && list.count < want && s->carved < s->capacity) {
       char* p = slab_start(s) + static_cast<size_t>(s->carved) * ci.size;
       uint32_t take = s->capacity - s->carved;
-      if (take > want - n) take = want - n;
-      for (uint32_t i = 0; i < take; ++i, p += ci.size) {
-        append(p);
-      }
+      if (take > want - list.count) take = want - list.count;
+      for (uint32_t i = 0; i < take; ++i, p += ci.size) list_append(list, p);
       s->carved += take;
-      n += take;
       UnitEntry* units = segment_units(slab_segment(s));
       int first = slab_first_unit(s);
       uint64_t limit = class_carve_limit(ci, s->carved);
@@ -547,14 +537,14 @@ uint32_t slab_take_blocks(int cls, uint32_t want, void** head) {
     if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
     s->used = s->carved - s->free_count;
   }
-  if (last != nullptr) block_set_next(last, nullptr);
-  HAK_CONTRACT(contracts::blocks_leave_slab(list, n));
-  *head = list;
-  return n;
+  list_close(list);
+  HAK_CONTRACT(contracts::blocks_leave_slab(list.head, list.count));
+  return list;
 }
 
-void slab_return_blocks(int cls, void* head, uint32_t count) {
-  while (count-- > 0 && head != nullptr) {
+void slab_return_blocks(int cls, const BlockList& list) {
+  void* head = list.head;
+  for (uint32_t count = list.count; count-- > 0 && head != nullptr;) {
     void* b = head;
     HAK_CONTRACT(contracts::block_returns_to_slab(b, cls));
     head = block_next(b);

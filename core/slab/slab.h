@@ -272,12 +272,12 @@ void backend_fork_child();
 
 // ---- Slabs of one class (caller holds that class's central lock) ----
 // Takes up to `want` free blocks of class `cls` from its slabs (returned
-// blocks first, then fresh ones by bump pointer, then a new slab), linked
-// through word 0. Returns the number taken; 0 only when memory is exhausted.
-uint32_t slab_take_blocks(int cls, uint32_t want, void** head);
-// Returns `count` blocks (a list linked through word 0) to their slabs; a
-// slab that becomes empty goes back to the backend.
-void slab_return_blocks(int cls, void* head, uint32_t count);
+// blocks first, then fresh ones by bump pointer, then a new slab) as a
+// closed list; an empty one only when memory is exhausted.
+BlockList slab_take_blocks(int cls, uint32_t want);
+// Returns a list's blocks to their slabs; a slab that becomes empty goes
+// back to the backend.
+void slab_return_blocks(int cls, const BlockList& list);
 
 // ---- Inspection (tests, stats, contracts) ----
 // The header of the live segment holding p (nullptr if none) and a header's

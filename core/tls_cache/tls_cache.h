@@ -182,6 +182,44 @@ HAK_INLINE bool tls_cache_take_poll(int cls) {
   return true;
 }
 
+// ---- The refill engine's operations on a bin ----
+// Box 2 (refill) changes a bin only through these: each keeps the bin's
+// room equal to its capacity less its count, and net_in (what the refill
+// engine brought in less what it took out) true.
+
+// The bin takes on a capacity and a batch size (a policy); its room follows.
+HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
+  const uint32_t count = tls_bin_count(bin);
+  bin.cap = cap;
+  bin.batch = batch;
+  bin.room = static_cast<int32_t>(cap) - static_cast<int32_t>(count);  // below 0: the next frees flush on
+}
+// A closed list from the refill engine goes on top of the bin's list.
+inline void tls_bin_adopt(TlsBin& bin, BlockList list) {
+  if (list.count == 0) return;
+  block_set_next(list.tail, bin.head);
+  bin.head = list.head;
+  bin.room -= static_cast<int32_t>(list.count);
+  bin.net_in += list.count;
+}
+// The first n blocks of the bin's list (n <= its count) leave it, closed:
+// a walk over this thread's own list, outside any lock.
+inline BlockList tls_bin_cut(TlsBin& bin, uint32_t n) {
+  if (n == 0) return BlockList{};
+  BlockList cut = list_cut(bin.head, n);
+  bin.room += static_cast<int32_t>(n);
+  bin.net_in -= n;
+  return cut;
+}
+inline BlockList tls_bin_cut_all(TlsBin& bin) { return tls_bin_cut(bin, tls_bin_count(bin)); }
+// The thread's cache as a new thread's, or one class's bin with its free
+// count (exited threads: their counts have gone into the totals).
+inline void tls_cache_reset(ThreadCache& tc) { tc = ThreadCache{}; }
+inline void tls_bin_reset(ThreadCache& tc, int cls) {
+  tc.bins[cls] = TlsBin{};
+  tc.free_ticks_granted[cls] = 0;
+}
+
 // Blocks of a class waiting in the thread's quarantine (hardened; else 0):
 // its occupied slots, counted here (stats, thread exit) rather than kept
 // up to date on every free.
