@@ -56,9 +56,14 @@ struct ClassLearner {
   uint64_t total_pulls = 0;
 };
 
+// Events from every thread; the ring is lock-free (BoundedRing: many
+// producers, the learner consumes).
 BoundedRing<AceEvent, 1024> g_events;
-Lock g_learn_lock;  // one learner at a time; taken with try_lock only
+// The learners' state, guarded by g_learn_lock: one learner at a time, and
+// taken with try_lock only (a busy learner means this step is skipped).
+Lock g_learn_lock;
 ClassLearner g_learners[kNumClasses];
+// What the learner publishes, read by any thread's refill without a lock.
 std::atomic<uint32_t> g_policy[kNumClasses]{};  // ClassPolicy packed: batch | cap << 16; 0 = default
 std::atomic<uint64_t> g_steps{0}, g_changes{0};
 

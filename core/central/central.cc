@@ -12,8 +12,11 @@ constexpr uint32_t kMaxBatches = 64;
 // the slabs so that empty slabs can return to the OS.
 constexpr uint64_t kPoolBytesPerClass = 4u << 20;
 
-struct alignas(64) CentralClass {  // own cache line: classes do not contend
+// A class's shared state: its pool of batches and its slabs, and the lock
+// that guards both. Own cache line: classes do not contend.
+struct alignas(64) CentralClass {
   Lock lock;
+  SlabClass slabs;
   uint32_t batches = 0;
   // The fewest batches the pool held since the last decay pass: that many sat
   // untouched for a whole period, and go back to their slabs at the next.
@@ -36,7 +39,7 @@ BlockList central_take(int cls, uint32_t want) {
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kTls));
     return b;
   }
-  BlockList fresh = slab_take_blocks(cls, want);
+  BlockList fresh = slab_take_blocks(c.slabs, cls, want);
   HAK_CONTRACT(contracts::list_moved(fresh.head, fresh.count, contracts::Place::kSlab, contracts::Place::kTls));
   return fresh;
 }
@@ -53,7 +56,7 @@ void central_give(int cls, BlockList list) {
     return;
   }
   HAK_CONTRACT(contracts::list_moved(list.head, list.count, contracts::Place::kCentral, contracts::Place::kSlab));
-  slab_return_blocks(cls, list);
+  slab_return_blocks(c.slabs, cls, list);
 }
 
 namespace {
@@ -64,7 +67,7 @@ void return_oldest_locked(int cls, CentralClass& c, uint32_t n) {
     const BlockList& b = c.stack[i];
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kSlab));
     c.pooled_blocks -= b.count;
-    slab_return_blocks(cls, b);
+    slab_return_blocks(c.slabs, cls, b);
   }
   for (uint32_t i = n; i < c.batches; ++i) c.stack[i - n] = c.stack[i];
   c.batches -= n;
@@ -93,6 +96,8 @@ uint64_t central_pooled_blocks(int cls) {
   LockGuard guard(c.lock);
   return c.pooled_blocks;
 }
+
+uint64_t central_slab_count(int cls) { return g_central[cls].slabs.slabs.load(std::memory_order_relaxed); }
 
 void central_lock_all() {
   for (auto& c : g_central) c.lock.lock();

@@ -1,7 +1,10 @@
 // Central pool: per size class, shared by all threads. It holds whole
 // batches of free blocks (BlockList: head, tail and count), so that handing a
 // batch over costs one lock, never a walk over its blocks. Beyond its
-// capacity, blocks go back to their slabs.
+// capacity, blocks go back to their slabs. Each class's state -- the pool,
+// the class's slabs (SlabClass: the partly free ones and their count) and
+// the one lock that guards both -- lives here; the slab box works on the
+// slabs only inside these calls, under that lock.
 #pragma once
 
 #include "base/base.h"
@@ -22,6 +25,9 @@ void central_drain(int cls);
 void central_decay();
 // Blocks pooled for a class (stats).
 uint64_t central_pooled_blocks(int cls);
+// Slabs a class holds (stats; without its lock: a refill in flight may
+// leave it one behind).
+uint64_t central_slab_count(int cls);
 
 // Every class lock, in class order (fork, heap checks: slab counts change
 // only under these).

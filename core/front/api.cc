@@ -186,7 +186,7 @@ extern "C" void hak_stats_get(hak_stats* out) {
   uint64_t in_use = 0;
   for (int c = 0; c < kNumClasses; ++c) {
     hak_class_stats& k = out->classes[c];
-    k.slabs = b.slabs[c];
+    k.slabs = central_slab_count(c);
     if (k.allocs > k.frees) in_use += (k.allocs - k.frees) * k.block_size;
   }
   out->segments = b.segments;

@@ -38,10 +38,15 @@ struct HugeCacheEntry {
   uint64_t freed_ms;
 };
 
-Lock g_huge_lock;
-HugeCacheEntry g_huge_cache[kHugeCacheEntries];
-int g_huge_cached = 0;
-uint64_t g_huge_cached_bytes = 0;
+// Freed huge mappings kept for reuse, all of it guarded by `lock` (the last
+// lock of lifecycle.cc's kLockOrder).
+struct HugeCache {
+  Lock lock;
+  HugeCacheEntry entries[kHugeCacheEntries]{};
+  int count = 0;
+  uint64_t bytes = 0;
+};
+HugeCache g_huge;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) & ~(to - 1); }
 
@@ -84,16 +89,16 @@ Slab* span_lookup(const void* p) {
 }
 
 void unmap_cache_entry(int i) {
-  HugeCacheEntry e = g_huge_cache[i];
-  g_huge_cache[i] = g_huge_cache[--g_huge_cached];
-  g_huge_cached_bytes -= e.map_size;
+  HugeCacheEntry e = g_huge.entries[i];
+  g_huge.entries[i] = g_huge.entries[--g_huge.count];
+  g_huge.bytes -= e.map_size;
   g_counters.huge_mapped_bytes.sub(e.map_size);
   os_unmap(e.base, e.map_size);
 }
 
 void expire_cache_locked(uint64_t now) {
-  for (int i = g_huge_cached - 1; i >= 0; --i)
-    if (now - g_huge_cache[i].freed_ms >= g_config.decay_ms) unmap_cache_entry(i);
+  for (int i = g_huge.count - 1; i >= 0; --i)
+    if (now - g_huge.entries[i].freed_ms >= g_config.decay_ms) unmap_cache_entry(i);
 }
 
 // Writes the header of the mapping at `base` (its header page writable),
@@ -117,16 +122,16 @@ void* huge_install(char* base, size_t map_size, bool guards_up) {
 // caller grows. The caller owns the entry from then on.
 HugeCacheEntry cache_take_locked(size_t map_size) {
   int best = -1, largest = -1;
-  for (int i = 0; i < g_huge_cached; ++i) {
-    size_t have = g_huge_cache[i].map_size;
-    if (have >= map_size && (best < 0 || have < g_huge_cache[best].map_size)) best = i;
-    if (largest < 0 || have > g_huge_cache[largest].map_size) largest = i;
+  for (int i = 0; i < g_huge.count; ++i) {
+    size_t have = g_huge.entries[i].map_size;
+    if (have >= map_size && (best < 0 || have < g_huge.entries[best].map_size)) best = i;
+    if (largest < 0 || have > g_huge.entries[largest].map_size) largest = i;
   }
   int pick = best >= 0 ? best : largest;
   if (pick < 0) return HugeCacheEntry{};
-  HugeCacheEntry e = g_huge_cache[pick];
-  g_huge_cache[pick] = g_huge_cache[--g_huge_cached];
-  g_huge_cached_bytes -= e.map_size;
+  HugeCacheEntry e = g_huge.entries[pick];
+  g_huge.entries[pick] = g_huge.entries[--g_huge.count];
+  g_huge.bytes -= e.map_size;
   return e;
 }
 
@@ -160,7 +165,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
   size_t a = align > kSegmentSize ? align : kSegmentSize;
   HugeCacheEntry e;
   {
-    LockGuard guard(g_huge_lock);
+    LockGuard guard(g_huge.lock);
     expire_cache_locked(os_now_ms());
     e = cache_take_locked(map_size);
   }
@@ -203,7 +208,7 @@ void huge_free(HugeHeader* h) {
   if (g_config.decay_ms == 0 || map_size > kHugeCacheBytes) {  // not cached: its pages go at once
     g_counters.huge_mapped_bytes.sub(map_size);
     os_unmap(base, map_size);
-    LockGuard guard(g_huge_lock);
+    LockGuard guard(g_huge.lock);
     expire_cache_locked(os_now_ms());
     return;
   }
@@ -216,17 +221,17 @@ void huge_free(HugeHeader* h) {
   // allocate-write-free loop without them (huge-loop), and each page
   // faulted again at its first write.
   if (hardened_clears_whole(map_size - huge_prefix())) os_clear_resident(base + huge_prefix(), map_size - huge_prefix());
-  LockGuard guard(g_huge_lock);
+  LockGuard guard(g_huge.lock);
   uint64_t now = os_now_ms();
   expire_cache_locked(now);
-  while (g_huge_cached > 0 && (g_huge_cached == kHugeCacheEntries || g_huge_cached_bytes + map_size > kHugeCacheBytes)) {
+  while (g_huge.count > 0 && (g_huge.count == kHugeCacheEntries || g_huge.bytes + map_size > kHugeCacheBytes)) {
     int oldest = 0;
-    for (int i = 1; i < g_huge_cached; ++i)
-      if (g_huge_cache[i].freed_ms < g_huge_cache[oldest].freed_ms) oldest = i;
+    for (int i = 1; i < g_huge.count; ++i)
+      if (g_huge.entries[i].freed_ms < g_huge.entries[oldest].freed_ms) oldest = i;
     unmap_cache_entry(oldest);
   }
-  g_huge_cache[g_huge_cached++] = HugeCacheEntry{base, map_size, now};
-  g_huge_cached_bytes += map_size;
+  g_huge.entries[g_huge.count++] = HugeCacheEntry{base, map_size, now};
+  g_huge.bytes += map_size;
 }
 
 // The units a span of `size` usable bytes takes, its guard page included
@@ -332,23 +337,23 @@ void* huge_resize(void* p, size_t new_size) {
 }
 
 void huge_cache_decay() {
-  if (!g_huge_lock.try_lock()) return;
+  if (!g_huge.lock.try_lock()) return;
   expire_cache_locked(os_now_ms());
-  g_huge_lock.unlock();
+  g_huge.lock.unlock();
 }
 
 void huge_cache_trim() {
-  LockGuard guard(g_huge_lock);
-  while (g_huge_cached > 0) unmap_cache_entry(g_huge_cached - 1);
+  LockGuard guard(g_huge.lock);
+  while (g_huge.count > 0) unmap_cache_entry(g_huge.count - 1);
 }
 
 uint64_t huge_cached_bytes() {
-  LockGuard guard(g_huge_lock);
-  return g_huge_cached_bytes;
+  LockGuard guard(g_huge.lock);
+  return g_huge.bytes;
 }
 
-void large_fork_prepare() { g_huge_lock.lock(); }
-void large_fork_parent() { g_huge_lock.unlock(); }
-void large_fork_child() { g_huge_lock.reinit_in_child(); }
+void large_fork_prepare() { g_huge.lock.lock(); }
+void large_fork_parent() { g_huge.lock.unlock(); }
+void large_fork_child() { g_huge.lock.reinit_in_child(); }
 
 }  // namespace hakmem

@@ -12,8 +12,14 @@ namespace hakmem {
 
 namespace {
 
-Lock g_registry_lock;
-ThreadCache* g_registry = nullptr;
+// Every live thread's cache, for stats and the exit and fork paths; the
+// list is guarded by `lock` (the first lock of lifecycle.cc's kLockOrder).
+// A cache's own bins are its thread's alone: readers see its counters only.
+struct Registry {
+  Lock lock;
+  ThreadCache* head = nullptr;
+};
+Registry g_registry;
 pthread_key_t g_exit_key;
 
 std::atomic<uint64_t> g_threads_registered{0};
@@ -24,15 +30,15 @@ std::atomic<uint32_t> g_threads_live{0};
 void registry_add(ThreadCache* tc) {
   g_threads_registered.fetch_add(1, std::memory_order_relaxed);
   g_threads_live.fetch_add(1, std::memory_order_relaxed);
-  LockGuard guard(g_registry_lock);
+  LockGuard guard(g_registry.lock);
   tc->prev = nullptr;
-  tc->next = g_registry;
-  if (g_registry) g_registry->prev = tc;
-  g_registry = tc;
+  tc->next = g_registry.head;
+  if (g_registry.head) g_registry.head->prev = tc;
+  g_registry.head = tc;
 }
 
 void registry_remove_locked(ThreadCache* tc) {
-  if (tc->prev) tc->prev->next = tc->next; else g_registry = tc->next;
+  if (tc->prev) tc->prev->next = tc->next; else g_registry.head = tc->next;
   if (tc->next) tc->next->prev = tc->prev;
   tc->next = tc->prev = nullptr;
 }
@@ -52,7 +58,7 @@ void thread_exit(void*) {
     // snapshot taken while the cache empties would read its counters
     // half-moved (a block counted as pushed, not yet as held), and count
     // it twice. Registry before central is the lock order.
-    LockGuard guard(g_registry_lock);
+    LockGuard guard(g_registry.lock);
     refill_flush_all();
     merge_counts(tc);
     registry_remove_locked(&tc);
@@ -210,28 +216,28 @@ void refill_flush_all() {
 }
 
 void thread_registry_each(void (*fn)(const ThreadCache*, void*), void (*then)(void*), void* arg) {
-  LockGuard guard(g_registry_lock);
-  for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next) fn(tc, arg);
+  LockGuard guard(g_registry.lock);
+  for (ThreadCache* tc = g_registry.head; tc != nullptr; tc = tc->next) fn(tc, arg);
   then(arg);
 }
 
 uint64_t thread_registry_ever() { return g_threads_registered.load(std::memory_order_relaxed); }
 
-void thread_registry_fork_prepare() { g_registry_lock.lock(); }
-void thread_registry_fork_parent() { g_registry_lock.unlock(); }
+void thread_registry_fork_prepare() { g_registry.lock.lock(); }
+void thread_registry_fork_parent() { g_registry.lock.unlock(); }
 void thread_registry_fork_child() {
-  g_registry_lock.reinit_in_child();
+  g_registry.lock.reinit_in_child();
   // Only the forking thread lives on in the child: the others' caches stay
   // where they are (their blocks are simply never reused), but they leave
   // the registry and their counts join the totals.
-  for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next)
+  for (ThreadCache* tc = g_registry.head; tc != nullptr; tc = tc->next)
     if (tc != &t_cache) merge_counts(*tc);
-  g_registry = nullptr;
+  g_registry.head = nullptr;
   g_threads_registered.store(t_cache.registered ? 1 : 0, std::memory_order_relaxed);  // single-threaded again
   g_threads_live.store(t_cache.registered ? 1 : 0, std::memory_order_relaxed);
   if (t_cache.registered) {
     t_cache.next = t_cache.prev = nullptr;
-    g_registry = &t_cache;
+    g_registry.head = &t_cache;
   }
 }
 

@@ -22,26 +22,26 @@ namespace {
 // without purging everything (which made every wave fault all its pages in).
 constexpr uint64_t kDirtyCapUnits = (64u << 20) / kUnitSize;
 
-Lock g_backend_lock;
-Segment* g_segments_head = nullptr;  // non-full segments first, full ones after
-Segment* g_segments_tail = nullptr;
-uint64_t g_segment_count = 0;
-uint64_t g_segments_outside_arena = 0;
-uint64_t g_dirty_units = 0;
-uint64_t g_returned_bytes = 0;
-// Slabs per class. Changed under that class's central lock, and read by
-// backend_stats, which holds only the backend lock (taking every class lock
-// there would stall all refills for a stats call): hence atomic. Relaxed is
-// enough, as the count publishes no other data; a snapshot may be one slab
-// behind a refill in flight.
-std::atomic<uint64_t> g_slab_count[kNumClasses]{};  // {}: constant-initialised (UBSan builds otherwise ran a dynamic initializer)
-
-// The arena's slots below g_arena_free_hint are all live segments (the
-// search for a free slot starts there, keeping the heap low and compact);
-// the segment map tells which of the others are. The entry table and the
-// headers are committed for the slots below g_arena_meta_committed.
-uint64_t g_arena_free_hint = 0;
-uint64_t g_arena_meta_committed = 0;
+// The backend's state, all of it guarded by `lock` (taken after a class's
+// central lock, never before: lifecycle.cc's kLockOrder). Segment headers
+// and run descriptors are too; the segment map and the unit entries are
+// written under it and read without it (see segmap_kind, UnitEntry).
+struct Backend {
+  Lock lock;
+  Segment* segments_head = nullptr;  // non-full segments first, full ones after
+  Segment* segments_tail = nullptr;
+  uint64_t segment_count = 0;
+  uint64_t segments_outside_arena = 0;
+  uint64_t dirty_units = 0;
+  uint64_t returned_bytes = 0;
+  // The arena's slots below arena_free_hint are all live segments (the
+  // search for a free slot starts there, keeping the heap low and compact);
+  // the segment map tells which of the others are. The entry table and the
+  // headers are committed for the slots below arena_meta_committed.
+  uint64_t arena_free_hint = 0;
+  uint64_t arena_meta_committed = 0;
+};
+Backend g_backend;
 
 // Largest arena first: 1 TiB of address space costs nothing until used, but
 // the kernel or a tool (valgrind allows 32 GiB) may refuse; then less.
@@ -55,9 +55,6 @@ constexpr uint64_t kMetaCommitSlots = 32;  // entries and headers are committed 
 // linear overflow of one part faults before it reaches the next.
 constexpr size_t kMetaGuard = 64 * 1024;
 
-// Per class: slabs that still have blocks to give (returned or never carved).
-// Guarded by the caller's central lock for that class.
-Slab* g_partial[kNumClasses];
 
 constexpr uint64_t kAllUnits = ~uint64_t{0};
 
@@ -67,21 +64,21 @@ uint64_t run_mask(uint32_t units, int first) {
 }
 
 void list_remove(Segment* s) {
-  if (s->prev) s->prev->next = s->next; else g_segments_head = s->next;
-  if (s->next) s->next->prev = s->prev; else g_segments_tail = s->prev;
+  if (s->prev) s->prev->next = s->next; else g_backend.segments_head = s->next;
+  if (s->next) s->next->prev = s->prev; else g_backend.segments_tail = s->prev;
   s->next = s->prev = nullptr;
 }
 void list_push_front(Segment* s) {
   s->prev = nullptr;
-  s->next = g_segments_head;
-  if (g_segments_head) g_segments_head->prev = s; else g_segments_tail = s;
-  g_segments_head = s;
+  s->next = g_backend.segments_head;
+  if (g_backend.segments_head) g_backend.segments_head->prev = s; else g_backend.segments_tail = s;
+  g_backend.segments_head = s;
 }
 void list_push_back(Segment* s) {
   s->next = nullptr;
-  s->prev = g_segments_tail;
-  if (g_segments_tail) g_segments_tail->next = s; else g_segments_head = s;
-  g_segments_tail = s;
+  s->prev = g_backend.segments_tail;
+  if (g_backend.segments_tail) g_backend.segments_tail->next = s; else g_backend.segments_head = s;
+  g_backend.segments_tail = s;
 }
 
 // First unit of a run of `units` units, at a multiple of `align_units`, all
@@ -116,15 +113,15 @@ int find_guarded_run(const Segment* s, uint32_t units, uint32_t align_units) {
 // Commits the arena's entry table and headers far enough to hold slot
 // `slot`'s. They stay committed: a slot given back is soon used again.
 bool meta_commit_through(uint64_t slot) {
-  if (slot < g_arena_meta_committed) return true;
+  if (slot < g_backend.arena_meta_committed) return true;
   const uint64_t slots = g_arena.size >> kSegmentShift;
   uint64_t to = (slot / kMetaCommitSlots + 1) * kMetaCommitSlots;
   if (to > slots) to = slots;
-  const uint64_t from = g_arena_meta_committed;
+  const uint64_t from = g_backend.arena_meta_committed;
   if (!os_commit(reinterpret_cast<void*>(g_arena.entry_table + from * kTableBytesPerSegment), (to - from) * kTableBytesPerSegment) ||
       !os_commit(reinterpret_cast<void*>(g_arena.headers_base + from * kHeaderStride), (to - from) * kHeaderStride))
     return false;
-  g_arena_meta_committed = to;
+  g_backend.arena_meta_committed = to;
   return true;
 }
 
@@ -133,11 +130,11 @@ bool meta_commit_through(uint64_t slot) {
 // of its own, its header in unit 0. Zero-filled by the kernel either way.
 Segment* segment_memory() {
   const uint64_t slots = g_arena.size >> kSegmentShift;
-  for (uint64_t i = g_arena_free_hint; i < slots; ++i) {
+  for (uint64_t i = g_backend.arena_free_hint; i < slots; ++i) {
     char* at = reinterpret_cast<char*>(g_arena.base + (i << kSegmentShift));
     if (segmap_kind(at) != kSlotForeign) continue;  // a live segment
     if (!meta_commit_through(i) || !os_commit(at + kUnitSize, kSegmentSize - kUnitSize)) break;
-    g_arena_free_hint = i + 1;
+    g_backend.arena_free_hint = i + 1;
     Segment* s = reinterpret_cast<Segment*>(g_arena.headers_base + i * kHeaderStride);
     *s = Segment{};  // a header used before: its segment's entries are all zero already
     s->base = at;
@@ -146,7 +143,7 @@ Segment* segment_memory() {
   Segment* s = static_cast<Segment*>(os_map_aligned(kSegmentSize, kSegmentSize));
   if (s != nullptr) {
     s->base = reinterpret_cast<char*>(s);
-    ++g_segments_outside_arena;
+    ++g_backend.segments_outside_arena;
   }
   return s;
 }
@@ -156,7 +153,7 @@ Segment* segment_create() {
   if (s == nullptr) return nullptr;
   s->used_mask = 1;                         // unit 0: the header or the gap
   segmap_set(s->base, kSlotSegment);
-  ++g_segment_count;
+  ++g_backend.segment_count;
   list_push_front(s);
   return s;
 }
@@ -182,17 +179,17 @@ void run_guards_locked(Segment* seg, int first, uint32_t units, bool span) {
 void segment_destroy(Segment* s) {
   list_remove(s);
   segmap_set(s->base, kSlotForeign);
-  --g_segment_count;
-  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
-  g_returned_bytes += kSegmentSize;
+  --g_backend.segment_count;
+  g_backend.dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
+  g_backend.returned_bytes += kSegmentSize;
   // Its entries are all zero already: every unit is free.
   if (in_arena(reinterpret_cast<uintptr_t>(s->base))) {
     uint64_t slot = (reinterpret_cast<uintptr_t>(s->base) - g_arena.base) >> kSegmentShift;
     os_decommit(s->base + kUnitSize, kSegmentSize - kUnitSize, false);  // its guards go with the mapping
     s->guard_mask = 0;
-    if (slot < g_arena_free_hint) g_arena_free_hint = slot;
+    if (slot < g_backend.arena_free_hint) g_backend.arena_free_hint = slot;
   } else {
-    --g_segments_outside_arena;
+    --g_backend.segments_outside_arena;
     os_unmap(s, kSegmentSize);
   }
 }
@@ -205,9 +202,9 @@ void purge_segment(Segment* s) {
     if (first + len > 64 || len == 0) len = 64 - first;
     os_purge(unit_address(s, first), static_cast<size_t>(len) << kUnitShift);
     m &= ~run_mask(static_cast<uint32_t>(len), first);
-    g_returned_bytes += static_cast<uint64_t>(len) << kUnitShift;
+    g_backend.returned_bytes += static_cast<uint64_t>(len) << kUnitShift;
   }
-  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
+  g_backend.dirty_units -= static_cast<uint64_t>(__builtin_popcountll(s->dirty_mask));
   s->dirty_mask = 0;
 }
 
@@ -221,7 +218,7 @@ void release_dirty(Segment* s) {
 // decay (every segment when `force`).
 void purge_locked(uint64_t now, bool force) {
   const uint64_t decay = g_config.decay_ms;
-  for (Segment* s = g_segments_head; s != nullptr;) {
+  for (Segment* s = g_backend.segments_head; s != nullptr;) {
     Segment* next = s->next;
     if ((s->dirty_mask != 0 || s->used_mask == 1) && (force || now - s->dirty_since_ms >= decay)) release_dirty(s);
     s = next;
@@ -231,9 +228,9 @@ void purge_locked(uint64_t now, bool force) {
 // Over the cap: oldest first, down to half the cap. Rare (the hysteresis), so
 // a walk per segment released is cheap enough.
 void purge_excess_locked() {
-  while (g_dirty_units > kDirtyCapUnits / 2) {
+  while (g_backend.dirty_units > kDirtyCapUnits / 2) {
     Segment* oldest = nullptr;
-    for (Segment* s = g_segments_head; s != nullptr; s = s->next)
+    for (Segment* s = g_backend.segments_head; s != nullptr; s = s->next)
       if (s->dirty_mask != 0 && (oldest == nullptr || s->dirty_since_ms < oldest->dirty_since_ms)) oldest = s;
     if (oldest == nullptr) break;
     release_dirty(oldest);
@@ -242,18 +239,18 @@ void purge_excess_locked() {
 
 void maybe_purge_locked() {
   if (g_config.decay_ms == 0) purge_locked(0, true);
-  else if (g_dirty_units > kDirtyCapUnits) purge_excess_locked();
+  else if (g_backend.dirty_units > kDirtyCapUnits) purge_excess_locked();
 }
 
-void partial_push(int cls, Slab* s) {
+void partial_push(SlabClass& slabs, Slab* s) {
   s->prev = nullptr;
-  s->next = g_partial[cls];
+  s->next = slabs.partial;
   if (s->next) s->next->prev = s;
-  g_partial[cls] = s;
+  slabs.partial = s;
   s->on_partial_list = true;
 }
-void partial_remove(int cls, Slab* s) {
-  if (s->prev) s->prev->next = s->next; else g_partial[cls] = s->next;
+void partial_remove(SlabClass& slabs, Slab* s) {
+  if (s->prev) s->prev->next = s->next; else slabs.partial = s->next;
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = nullptr;
   s->on_partial_list = false;
@@ -267,7 +264,7 @@ bool claim_units_locked(Segment* seg, int first, int from, uint32_t count, RunKi
   uint64_t mask = run_mask(count, from);
   bool zeroed = (seg->dirty_mask & mask) == 0;
   seg->used_mask |= mask;
-  g_dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
+  g_backend.dirty_units -= static_cast<uint64_t>(__builtin_popcountll(seg->dirty_mask & mask));
   seg->dirty_mask &= ~mask;
   const bool slab = kind == RunKind::kSlab;
   UnitEntry* units = segment_units(seg);
@@ -295,7 +292,7 @@ void release_units_locked(Segment* seg, int from, uint32_t count) {
   seg->used_mask &= ~mask;
   if (seg->dirty_mask == 0) seg->dirty_since_ms = os_recent_ms();
   seg->dirty_mask |= mask;
-  g_dirty_units += count;
+  g_backend.dirty_units += count;
   if (was_full) {
     list_remove(seg);
     list_push_front(seg);
@@ -371,24 +368,24 @@ int slab_first_unit(const Slab* run) { return static_cast<int>(run - slab_segmen
 
 Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed) {
   if (align_units == 0) align_units = 1;
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   maybe_purge_locked();
   Segment* seg = nullptr;
   int first = -1;
   // A hardened span where its guard stands already; then units still
   // resident from an earlier run: reusing them costs no page faults. Then
   // the first free stretch anywhere.
-  for (Segment* s = g_segments_head; kind == RunKind::kLarge && backend_span_guard_bytes() != 0 && s != nullptr &&
+  for (Segment* s = g_backend.segments_head; kind == RunKind::kLarge && backend_span_guard_bytes() != 0 && s != nullptr &&
                                      s->used_mask != kAllUnits; s = s->next) {
     first = find_guarded_run(s, units, align_units);
     if (first >= 0) { seg = s; break; }
   }
-  for (Segment* s = g_segments_head; seg == nullptr && s != nullptr && s->used_mask != kAllUnits; s = s->next) {
+  for (Segment* s = g_backend.segments_head; seg == nullptr && s != nullptr && s->used_mask != kAllUnits; s = s->next) {
     if (s->dirty_mask == 0) continue;
     first = find_run(s->dirty_mask, units, align_units);
     if (first >= 0) { seg = s; break; }
   }
-  for (Segment* s = g_segments_head; seg == nullptr && s != nullptr && s->used_mask != kAllUnits; s = s->next) {
+  for (Segment* s = g_backend.segments_head; seg == nullptr && s != nullptr && s->used_mask != kAllUnits; s = s->next) {
     first = find_run(~s->used_mask, units, align_units);
     if (first >= 0) seg = s;
   }
@@ -409,7 +406,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   // Complete before the lock drops: a heap check, or a fork, may look at it next.
   if (kind == RunKind::kSlab) run->capacity = class_info(cls).blocks_per_slab;
   else run->large_size = (static_cast<size_t>(units) << kUnitShift) - backend_span_guard_bytes();
-  if (seg->used_mask != kAllUnits && seg != g_segments_head) {  // most recently used first
+  if (seg->used_mask != kAllUnits && seg != g_backend.segments_head) {  // most recently used first
     list_remove(seg);
     list_push_front(seg);
   }
@@ -419,7 +416,7 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
 void backend_free_run(Slab* run) {
   Segment* seg = slab_segment(run);
   int first = slab_first_unit(run);
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   release_units_locked(seg, first, run->units);
   run->kind = RunKind::kFree;
   maybe_purge_locked();
@@ -428,7 +425,7 @@ void backend_free_run(Slab* run) {
 bool backend_resize_run(Slab* run, uint32_t new_units) {
   Segment* seg = slab_segment(run);
   int first = slab_first_unit(run);
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   uint32_t units = run->units;
   if (new_units == 0 || first + static_cast<int>(new_units) > kUnitsPerSegment) return false;
   if (new_units > units) {
@@ -446,7 +443,7 @@ bool backend_resize_run(Slab* run, uint32_t new_units) {
 }
 
 void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]) {
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   for (int c = 0; c < kNumClasses; ++c) g_arena.bin_offsets[c] = bin_offsets[c];
   if (g_arena.segmap != g_segmap_bss) return;  // done already
   uint64_t arena = 0;
@@ -488,31 +485,31 @@ void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]) {
 void backend_seal() { os_seal(&g_arena, sizeof g_arena); }
 
 void backend_purge(bool force) {
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   purge_locked(os_now_ms(), force);
 }
 
 void backend_decay() {
-  if (!g_backend_lock.try_lock()) return;  // busy: the next poll comes soon
+  if (!g_backend.lock.try_lock()) return;  // busy: the next poll comes soon
   purge_locked(os_now_ms(), false);
-  g_backend_lock.unlock();
+  g_backend.lock.unlock();
 }
 
-void backend_fork_prepare() { g_backend_lock.lock(); }
-void backend_fork_parent() { g_backend_lock.unlock(); }
-void backend_fork_child() { g_backend_lock.reinit_in_child(); }
+void backend_fork_prepare() { g_backend.lock.lock(); }
+void backend_fork_parent() { g_backend.lock.unlock(); }
+void backend_fork_child() { g_backend.lock.reinit_in_child(); }
 
-BlockList slab_take_blocks(int cls, uint32_t want) {
+BlockList slab_take_blocks(SlabClass& slabs, int cls, uint32_t want) {
   const ClassInfo& ci = class_info(cls);
   BlockList list;  // blocks are linked in the order taken: lowest address first
   while (list.count < want) {
-    Slab* s = g_partial[cls];
+    Slab* s = slabs.partial;
     if (s == nullptr) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
       annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
-      g_slab_count[cls].fetch_add(1, std::memory_order_relaxed);
-      partial_push(cls, s);
+      slabs.slabs.fetch_add(1, std::memory_order_relaxed);
+      partial_push(slabs, s);
     }
     const bool random = kHardened && g_config.randomize;
     if (random && s->free_list == nullptr && s->carved < s->capacity) carve_window_randomly(s, ci);
@@ -534,7 +531,7 @@ BlockList slab_take_blocks(int cls, uint32_t want) {
       for (int u = first; u < first + static_cast<int>(s->units); ++u)
         __atomic_store_n(&units[u].check_limit, limit, __ATOMIC_RELAXED);
     }
-    if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(cls, s);
+    if (s->free_list == nullptr && s->carved == s->capacity) partial_remove(slabs, s);
     s->used = s->carved - s->free_count;
   }
   list_close(list);
@@ -542,7 +539,7 @@ BlockList slab_take_blocks(int cls, uint32_t want) {
   return list;
 }
 
-void slab_return_blocks(int cls, const BlockList& list) {
+void slab_return_blocks(SlabClass& slabs, [[maybe_unused]] int cls, const BlockList& list) {
   void* head = list.head;
   for (uint32_t count = list.count; count-- > 0 && head != nullptr;) {
     void* b = head;
@@ -556,12 +553,12 @@ void slab_return_blocks(int cls, const BlockList& list) {
     --s->used;
     if (s->used == 0) {
       HAK_CONTRACT(contracts::slab_goes_empty(s));
-      if (s->on_partial_list) partial_remove(cls, s);
-      g_slab_count[cls].fetch_sub(1, std::memory_order_relaxed);
+      if (s->on_partial_list) partial_remove(slabs, s);
+      slabs.slabs.fetch_sub(1, std::memory_order_relaxed);
       annotate_returned(slab_start(s), static_cast<size_t>(s->units) << kUnitShift);
       backend_free_run(s);
     } else if (!s->on_partial_list) {
-      partial_push(cls, s);
+      partial_push(slabs, s);
     }
   }
 }
@@ -570,26 +567,25 @@ Segment* inspect_segment(const void* p) { return segment_lookup(p); }
 UnitEntry* inspect_units(Segment* s) { return segment_units(s); }
 
 void backend_stats(BackendStats* out) {
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   *out = BackendStats{};
-  out->segments = g_segment_count;
-  out->bytes_mapped = g_segment_count * kSegmentSize;
-  out->bytes_dirty = g_dirty_units * kUnitSize;
-  out->bytes_returned = g_returned_bytes;
-  for (int c = 0; c < kNumClasses; ++c) out->slabs[c] = g_slab_count[c].load(std::memory_order_relaxed);
+  out->segments = g_backend.segment_count;
+  out->bytes_mapped = g_backend.segment_count * kSegmentSize;
+  out->bytes_dirty = g_backend.dirty_units * kUnitSize;
+  out->bytes_returned = g_backend.returned_bytes;
   out->arena_base = g_arena.base;
   out->arena_bytes = g_arena.size;
-  out->segments_outside_arena = g_segments_outside_arena;
+  out->segments_outside_arena = g_backend.segments_outside_arena;
 }
 
 int backend_check_integrity() {
-  LockGuard guard(g_backend_lock);
+  LockGuard guard(g_backend.lock);
   int faults = 0;
   auto fault = [&faults](const void* where, const char* what) {
     if (faults++ == 0) diag("hakmem: integrity: %s at %p", what, where);
   };
   uint64_t segments = 0;
-  for (Segment* s = g_segments_head; s != nullptr; s = s->next) {
+  for (Segment* s = g_backend.segments_head; s != nullptr; s = s->next) {
     ++segments;
     if (segmap_kind(s->base) != kSlotSegment) fault(s, "segment missing from the segment map");
     const UnitEntry* units = segment_units(s);
@@ -645,7 +641,7 @@ int backend_check_integrity() {
       u += r->units;
     }
   }
-  if (segments != g_segment_count) fault(nullptr, "segment count disagrees with the segment list");
+  if (segments != g_backend.segment_count) fault(nullptr, "segment count disagrees with the segment list");
   return faults;
 }
 

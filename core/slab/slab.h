@@ -22,6 +22,8 @@
 // their header and entries in their own unit 0, as a fallback.
 #pragma once
 
+#include <atomic>
+
 #include "base/base.h"
 #include "size_class/size_class.h"
 
@@ -270,14 +272,23 @@ void backend_fork_prepare();
 void backend_fork_parent();
 void backend_fork_child();
 
-// ---- Slabs of one class (caller holds that class's central lock) ----
+// ---- Slabs of one class ----
+// A class's slabs: the list of those that still have blocks to give
+// (returned or never carved) and how many the class holds. One per class,
+// part of the central pool's state for the class and guarded by its lock
+// (central.cc), which every call below expects held; the count is also read
+// without it (stats: relaxed, it publishes nothing else).
+struct SlabClass {
+  Slab* partial = nullptr;
+  std::atomic<uint64_t> slabs{0};
+};
 // Takes up to `want` free blocks of class `cls` from its slabs (returned
 // blocks first, then fresh ones by bump pointer, then a new slab) as a
 // closed list; an empty one only when memory is exhausted.
-BlockList slab_take_blocks(int cls, uint32_t want);
+BlockList slab_take_blocks(SlabClass& slabs, int cls, uint32_t want);
 // Returns a list's blocks to their slabs; a slab that becomes empty goes
 // back to the backend.
-void slab_return_blocks(int cls, const BlockList& list);
+void slab_return_blocks(SlabClass& slabs, int cls, const BlockList& list);
 
 // ---- Inspection (tests, stats, contracts) ----
 // The header of the live segment holding p (nullptr if none) and a header's
@@ -292,7 +303,6 @@ struct BackendStats {
   uint64_t bytes_mapped;     // segments, headers included
   uint64_t bytes_dirty;      // free units not yet returned
   uint64_t bytes_returned;   // cumulative: purged or unmapped
-  uint64_t slabs[kNumClasses];
   uint64_t arena_base, arena_bytes;
   uint64_t segments_outside_arena;
 };
