@@ -102,8 +102,8 @@ uint64_t g_cross_thread_frees = 0;
 uint64_t g_slab_returns_checked = 0;
 
 // Whether `block` starts one of the blocks carved so far in `slab` (E, F).
-bool on_carved_block_boundary(const Slab& slab, const void* block) {
-  const size_t off = static_cast<const char*>(block) - slab_start(const_cast<Slab*>(&slab));
+bool on_carved_block_boundary(const Run& slab, const void* block) {
+  const size_t off = static_cast<const char*>(block) - run_start(const_cast<Run*>(&slab));
   return off % class_size(slab.cls) == 0 && off / class_size(slab.cls) < slab.carved;
 }
 
@@ -274,7 +274,7 @@ void block_returns_to_slab(const void* block, int cls) {
     fire('F', "a block went back to a slab but lies in no segment", block);
     return;
   }
-  const Slab& s = seg->slabs[entry_first_unit(segment_units(seg)[unit_of(block)])];
+  const Run& s = seg->runs[entry_first_unit(segment_units(seg)[unit_of(block)])];
   if (s.kind != RunKind::kSlab || s.cls != cls) {
     fire('F', "a block went back to a run that is no live slab of its class (its slab went back already?)", block);
     return;
@@ -306,10 +306,10 @@ void block_returns_to_slab(const void* block, int cls) {
   e->returned = true;
 }
 
-void slab_goes_empty(const Slab* slab) {
-  Slab* s = const_cast<Slab*>(slab);
+void slab_goes_empty(const Run* slab) {
+  Run* s = const_cast<Run*>(slab);
   if (s->free_count != s->carved) fire('F', "a slab went back to its segment with blocks still out", slab);
-  const char* start = slab_start(s);
+  const char* start = run_start(s);
   const size_t size = class_size(s->cls);
   LockGuard guard(g_shadow_lock);
   for (uint32_t i = 0; i < s->carved; ++i) {
@@ -341,7 +341,7 @@ void block_enters_list(const void* block, size_t cls) {
     return;
   }
   const UnitEntry& e = segment_units(seg)[unit_of(block)];
-  const Slab& slab = seg->slabs[entry_first_unit(e)];
+  const Run& slab = seg->runs[entry_first_unit(e)];
   if (!tag_is_slab(e.tag)) {
     fire('E', "a block entered a thread list from a unit whose tag is not a slab tag", block);
   } else if (tag_class(e.tag) != cls) {

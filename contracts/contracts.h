@@ -17,7 +17,7 @@
 #endif
 
 namespace hakmem {
-struct Slab;
+struct Run;
 namespace contracts {
 
 // ---- reporting ----
@@ -83,7 +83,7 @@ void blocks_leave_slab(const void* head, uint32_t count);
 void block_returns_to_slab(const void* block, int cls);
 // A slab about to go back to its segment: fires if the shadow table has any
 // of its blocks outside it (its used count reached zero too early).
-void slab_goes_empty(const Slab* slab);
+void slab_goes_empty(const Run* slab);
 // Frees of a slab block by another thread than the one it was handed to.
 uint64_t cross_thread_frees();
 // Blocks whose return to their slab the checker has seen.

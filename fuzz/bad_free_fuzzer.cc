@@ -145,31 +145,28 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
     case 10: {  // a slab's slack (past its last block) and blocks past its carve line
       void* p = find_block(m, RunKind::kSlab, v);
       if (p == nullptr) break;
-      hakmem::Segment* seg = hakmem::segment_lookup(p);
-      const hakmem::UnitEntry& e = hakmem::segment_units(seg)[hakmem::unit_of(p)];
-      int first = hakmem::entry_first_unit(e);
-      const hakmem::Slab* s = &seg->slabs[first];
-      const hakmem::ClassInfo& ci = hakmem::class_info(s->cls);
-      char* start = hakmem::unit_address(seg, first);
+      hakmem::RunInfo s{};
+      if (!hakmem::run_lookup(p, &s) || s.kind != hakmem::RunKind::kSlab) abort();  // the model's slab block is none
+      const hakmem::ClassInfo& ci = hakmem::class_info(s.cls);
       size_t slab_bytes = static_cast<size_t>(ci.slab_units) * hakmem::kUnitSize;
       size_t slack_at = static_cast<size_t>(ci.blocks_per_slab) * ci.size;
-      if (slack_at < slab_bytes) expect_rejected(start + slack_at, "slab slack", c & 1);
-      if (s->carved < s->capacity) {  // a never-carved block boundary
-        uint32_t k = s->carved + off % (s->capacity - s->carved);
-        expect_rejected(start + static_cast<size_t>(k) * ci.size, "never-carved block", c & 1);
+      if (slack_at < slab_bytes) expect_rejected(s.start + slack_at, "slab slack", c & 1);
+      if (s.carved < s.capacity) {  // a never-carved block boundary
+        uint32_t k = s.carved + off % (s.capacity - s.carved);
+        expect_rejected(s.start + static_cast<size_t>(k) * ci.size, "never-carved block", c & 1);
       }
       break;
     }
     case 11: {  // a live block's segment: its header unit, free units, span tail units
       void* p = find_block(m, (a & 1) ? RunKind::kLarge : RunKind::kSlab, v);
       if (p == nullptr) break;
-      hakmem::Segment* seg = hakmem::segment_lookup(p);
+      char* segment = reinterpret_cast<char*>(reinterpret_cast<uintptr_t>(p) & ~hakmem::kSegmentMask);
       int unit = static_cast<int>(off % hakmem::kUnitsPerSegment);
-      char* q = hakmem::unit_address(seg, unit) + ((c & 2) ? 0 : (off >> 8) % hakmem::kUnitSize);
-      const hakmem::UnitEntry& e = hakmem::segment_units(seg)[unit];
+      char* q = segment + (static_cast<size_t>(unit) << hakmem::kUnitShift) + ((c & 2) ? 0 : (off >> 8) % hakmem::kUnitSize);
+      hakmem::RunInfo r{};
+      if (!hakmem::run_lookup(q, &r)) abort();  // p's segment
       // Only pointers that cannot be a block start: the header unit, free units, tail units, span interiors.
-      bool block_start = hakmem::tag_is_slab(e.tag) || (e.tag == hakmem::kTagLarge && q == hakmem::unit_address(seg, unit) &&
-                                                       hakmem::entry_first_unit(e) == unit);
+      bool block_start = r.kind == hakmem::RunKind::kSlab || (r.kind == hakmem::RunKind::kLarge && q == r.start);
       if (unit != 0 && block_start) break;
       expect_rejected(q, unit == 0 ? "segment header" : "free or tail unit", c & 1);
       break;
@@ -205,7 +202,8 @@ void apply(prop::HeapModel& m, const uint8_t rec[4]) {
         expect_rejected(base + off % hakmem::kUnitSize, "first segment's gap", c & 1);
       } else {
         char* last = base + s.arena_bytes - hakmem::kSegmentSize;
-        if (hakmem::segment_lookup(last) == nullptr) expect_rejected(last + off % hakmem::kSegmentSize, "unused arena slot", c & 1);
+        hakmem::RunInfo r;
+        if (!hakmem::run_lookup(last, &r)) expect_rejected(last + off % hakmem::kSegmentSize, "unused arena slot", c & 1);
       }
       break;
     }

@@ -380,16 +380,18 @@ class HeapModel {
   // of a carved part of its slab, usable size agrees with the tag, and each
   // slab's used count covers the live blocks the model holds in it.
   void check_headers() const {
-    std::map<const hakmem::Slab*, uint32_t> live_in_slab;
+    std::map<const char*, uint32_t> live_in_slab;  // by the slab's start
     for (const auto& kv : blocks_) check_block_header(reinterpret_cast<void*>(kv.first), kv.second, &live_in_slab);
     for (const auto& kv : live_in_slab) {
-      if (kv.first->used < kv.second)
+      hakmem::RunInfo slab;
+      if (!hakmem::run_lookup(kv.first, &slab)) fail("slab %p left its segment", static_cast<const void*>(kv.first));
+      if (slab.used < kv.second)
         fail("slab %p of class %d: used count %u < %u live blocks the program holds in it",
-             static_cast<const void*>(kv.first), kv.first->cls, kv.first->used, kv.second);
+             static_cast<const void*>(kv.first), slab.cls, slab.used, kv.second);
     }
   }
 
-  static void check_block_header(void* p, const Block& b, std::map<const hakmem::Slab*, uint32_t>* live_in_slab) {
+  static void check_block_header(void* p, const Block& b, std::map<const char*, uint32_t>* live_in_slab) {
     using namespace hakmem;
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     size_t usable = hak_malloc_usable_size(p);
@@ -400,56 +402,51 @@ class HeapModel {
 #ifdef PROP_HAVE_SEGMAP
       if (segmap_kind(p) != kSlotHuge) fail("huge block %p: segment map slot is %d", p, segmap_kind(p));
 #endif
+      RunInfo none;
+      if (run_lookup(p, &none)) fail("huge block %p: the backend takes it for a segment's", p);
       return;
     }
-    // A slab block or a large span: p lies in a segment. The shared library
-    // keeps its metadata globals hidden, so segment_lookup() is only used where the test
-    // links the objects (PROP_HAVE_SEGMAP); hak_owns() vouched for p above.
-#ifdef PROP_HAVE_SEGMAP
-    Segment* seg = segment_lookup(p);
-#else
-    if (!hak_owns(p)) fail("%p (%zu bytes): hak_owns says no", p, b.req);
-    Segment* seg = inspect_segment(p);
-#endif
-    if (seg == nullptr) fail("%p (%s, %zu bytes): not in a segment the map knows", p, run_kind_name(b.expect.kind), b.req);
-    UnitEntry* units = inspect_units(seg);
-    int unit = unit_of(p);
-    if (unit == 0) fail("%p: a block in a segment's header unit", p);
-    const UnitEntry& e = units[unit];
-    int first = entry_first_unit(e);
-    if (first <= 0 || first > unit) fail("%p: unit %d entry points at run start %d", p, unit, first);
-    const Slab* run = &seg->slabs[first];
-    char* start = unit_address(seg, first);
+    // A slab block or a large span: p lies in a segment, in a run that
+    // starts at or before p's unit.
+    RunInfo run;
+    if (!run_lookup(p, &run)) fail("%p (%s, %zu bytes): not in a segment the map knows", p, run_kind_name(b.expect.kind), b.req);
+    if (run.unit == 0) fail("%p: a block in a segment's header unit", p);
+    const int first = unit_of(run.start);
+    if (run.kind == hakmem::RunKind::kFree || first <= 0 || first > run.unit)
+      fail("%p: unit %d is in no run (or a run starting at unit %d)", p, run.unit, first);
     if (b.expect.kind == RunKind::kSlab) {
-      if (!tag_is_slab(e.tag)) fail("%p (%zu bytes, class %d): unit tag %#x is not a slab tag", p, b.req, b.expect.cls, e.tag);
-      int cls = static_cast<int>(tag_class(e.tag));
+      if (!run.block_start) fail("%p (%zu bytes): free() would not take it for a block", p, b.req);
+      if (!tag_is_slab(run.tag)) fail("%p (%zu bytes, class %d): unit tag %#x is not a slab tag", p, b.req, b.expect.cls, run.tag);
+      int cls = static_cast<int>(tag_class(run.tag));
       if (cls != b.expect.cls)
         fail("%p (%zu bytes, align %zu): tag class %d (%zu B), expected class %d (%zu B)", p, b.req, b.align, cls,
              class_size(cls), b.expect.cls, class_size(b.expect.cls));
       if (class_size(cls) < b.req) fail("%p: class %d (%zu B) smaller than the request %zu", p, cls, class_size(cls), b.req);
       if (usable != class_size(cls) - model_canary_bytes())
         fail("%p: usable size %zu, tag class size %zu (canary %zu)", p, usable, class_size(cls), model_canary_bytes());
-      if (run->kind != hakmem::RunKind::kSlab || run->cls != cls)
-        fail("%p: slab descriptor kind %d class %d, tag class %d", p, static_cast<int>(run->kind), run->cls, cls);
-      if (run->units != class_info(cls).slab_units || first + run->units <= unit)
-        fail("%p: slab of %u units at unit %d does not cover unit %d", p, run->units, first, unit);
-      size_t off = static_cast<size_t>(static_cast<char*>(p) - start);
+      if (run.kind != hakmem::RunKind::kSlab || run.cls != cls)
+        fail("%p: slab descriptor kind %d class %d, tag class %d", p, static_cast<int>(run.kind), run.cls, cls);
+      if (run.units != class_info(cls).slab_units || first + static_cast<int>(run.units) <= run.unit)
+        fail("%p: slab of %u units at unit %d does not cover unit %d", p, run.units, first, run.unit);
+      size_t off = static_cast<size_t>(static_cast<char*>(p) - run.start);
       if (off % class_size(cls) != 0) fail("%p: offset %zu in its slab is not a multiple of %zu", p, off, class_size(cls));
       size_t index = off / class_size(cls);
-      if (index >= run->capacity) fail("%p: block %zu of a slab of %u blocks", p, index, run->capacity);
-      if (index >= run->carved) fail("%p: block %zu handed out but the slab carved only %u", p, index, run->carved);
-      if ((index + 1) * class_size(cls) > static_cast<size_t>(run->units) * kUnitSize)
+      if (index >= run.capacity) fail("%p: block %zu of a slab of %u blocks", p, index, run.capacity);
+      if (index >= run.carved) fail("%p: block %zu handed out but the slab carved only %u", p, index, run.carved);
+      if ((index + 1) * class_size(cls) > static_cast<size_t>(run.units) * kUnitSize)
         fail("%p: block runs past the end of its slab", p);
-      if (live_in_slab != nullptr) ++(*live_in_slab)[run];
+      if (live_in_slab != nullptr) ++(*live_in_slab)[run.start];
     } else {
-      if (e.tag != kTagLarge) fail("%p (%zu bytes, align %zu): unit tag %#x, expected the large-span tag", p, b.req, b.align, e.tag);
-      if (start != p) fail("large block %p: its span starts at %p", p, static_cast<void*>(start));
-      if (run->kind != hakmem::RunKind::kLarge) fail("large block %p: descriptor kind %d", p, static_cast<int>(run->kind));
-      if (run->large_size != usable) fail("large block %p: span size %zu, usable size %zu", p, run->large_size, usable);
-      if (static_cast<size_t>(run->units) * kUnitSize < usable) fail("large block %p: %u units hold less than %zu", p, run->units, usable);
-      for (int k = 1; k < run->units; ++k)
-        if (units[first + k].tag != kTagLargeTail || entry_first_unit(units[first + k]) != first)
-          fail("large block %p: unit %d of its span has tag %#x", p, first + k, units[first + k].tag);
+      if (run.tag != kTagLarge) fail("%p (%zu bytes, align %zu): unit tag %#x, expected the large-span tag", p, b.req, b.align, run.tag);
+      if (run.start != p) fail("large block %p: its span starts at %p", p, static_cast<void*>(run.start));
+      if (run.kind != hakmem::RunKind::kLarge) fail("large block %p: descriptor kind %d", p, static_cast<int>(run.kind));
+      if (run.large_size != usable) fail("large block %p: span size %zu, usable size %zu", p, run.large_size, usable);
+      if (static_cast<size_t>(run.units) * kUnitSize < usable) fail("large block %p: %u units hold less than %zu", p, run.units, usable);
+      for (uint32_t k = 1; k < run.units; ++k) {
+        RunInfo tail{};
+        if (!run_lookup(run.start + k * kUnitSize, &tail) || tail.tag != kTagLargeTail || tail.start != run.start)
+          fail("large block %p: unit %d of its span has tag %#x", p, first + static_cast<int>(k), tail.tag);
+      }
     }
   }
 

@@ -185,11 +185,10 @@ RC_GTEST_PROP(BadFree, ForeignInteriorMisalignedAndBigDoubleFreesAreRejected, ()
 namespace {
 
 // The slab of a live slab block p (p must be one; works with the shared library).
-const hakmem::Slab* slab_of(void* p, char** start) {
-  hakmem::Segment* seg = hakmem::inspect_segment(p);
-  int first = hakmem::entry_first_unit(hakmem::inspect_units(seg)[hakmem::unit_of(p)]);
-  *start = hakmem::unit_address(seg, first);
-  return &seg->slabs[first];
+hakmem::RunInfo slab_of(void* p) {
+  hakmem::RunInfo slab{};
+  if (!hakmem::run_lookup(p, &slab) || slab.kind != hakmem::RunKind::kSlab) ADD_FAILURE() << p << " is no slab block";
+  return slab;
 }
 
 // Checks that hakmem disowns `bogus` (a pointer on a block boundary of a slab
@@ -232,9 +231,7 @@ TEST(BadFreeNeverHandedOut, SlabSlackPointerIsRejected) {
     ++with_slack;
     void* p = hak_malloc(ci.size);
     ASSERT_NE(p, nullptr);
-    char* start;
-    slab_of(p, &start);
-    std::string e = expect_disowned(start + slack_at, ci.size);
+    std::string e = expect_disowned(slab_of(p).start + slack_at, ci.size);
     if (!e.empty() && wrong++ < 5)
       report += "\n  class " + std::to_string(c) + " (" + std::to_string(ci.size) + " B): slab+" +
                 std::to_string(slack_at) + " in a " + std::to_string(slab_bytes) + "-byte slab: " + e;
@@ -249,11 +246,10 @@ TEST(BadFreeNeverHandedOut, SlabSlackPointerIsRejected) {
 TEST(BadFreeNeverHandedOut, NeverCarvedBlockIsRejected) {
   void* p = hak_malloc(16);
   ASSERT_NE(p, nullptr);
-  char* start;
-  const hakmem::Slab* s = slab_of(p, &start);
-  ASSERT_LT(s->carved, s->capacity);
-  uint32_t index = s->capacity - 1, carved = s->carved;
-  std::string e = expect_disowned(start + static_cast<size_t>(index) * 16, 16);
+  const hakmem::RunInfo s = slab_of(p);
+  ASSERT_LT(s.carved, s.capacity);
+  uint32_t index = s.capacity - 1, carved = s.carved;
+  std::string e = expect_disowned(s.start + static_cast<size_t>(index) * 16, 16);
   EXPECT_EQ(e, "") << "block " << index << " of a 16-byte slab that carved only " << carved;
   hak_free(p);
 }

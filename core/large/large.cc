@@ -78,16 +78,6 @@ HugeHeader* huge_lookup(const void* p) {
   return h;
 }
 
-Slab* span_lookup(const void* p) {
-  Segment* seg = segment_lookup(p);
-  if (seg == nullptr) return nullptr;
-  const UnitEntry& info = segment_units(seg)[unit_of(p)];
-  if (info.tag != kTagLarge) return nullptr;
-  Slab* run = &seg->slabs[entry_first_unit(info)];
-  if (slab_start(run) != p) return nullptr;
-  return run;
-}
-
 void unmap_cache_entry(int i) {
   HugeCacheEntry e = g_huge.entries[i];
   g_huge.entries[i] = g_huge.entries[--g_huge.count];
@@ -248,12 +238,12 @@ void* large_alloc(size_t size, size_t align, bool* zeroed) {
   if (size <= kLargeMax && align <= kLargeMax) {  // with a guard, up to 33 units
     uint32_t units = span_units(size);
     uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
-    Slab* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
+    Run* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
     if (run == nullptr) return nullptr;
     g_counters.large_allocs.add(1);
     g_counters.large_live_bytes.add(run->large_size);
-    HAK_CONTRACT(contracts::big_block_moved(slab_start(run), contracts::Place::kSlab, contracts::Place::kUser));
-    return slab_start(run);
+    HAK_CONTRACT(contracts::big_block_moved(run_start(run), contracts::Place::kSlab, contracts::Place::kUser));
+    return run_start(run);
   }
   void* p = huge_alloc(size, align, zeroed);
   if (p != nullptr) HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kSlab, contracts::Place::kUser));
@@ -261,7 +251,7 @@ void* large_alloc(size_t size, size_t align, bool* zeroed) {
 }
 
 bool large_free(void* p) {
-  if (Slab* run = span_lookup(p)) {
+  if (Run* run = span_at(p)) {
     HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kUser, contracts::Place::kSlab));
     g_counters.large_frees.add(1);
     g_counters.large_live_bytes.sub(run->large_size);
@@ -281,14 +271,14 @@ bool large_free(void* p) {
 }
 
 size_t large_usable_size(const void* p) {
-  if (Slab* run = span_lookup(p)) return run->large_size;
+  if (Run* run = span_at(p)) return run->large_size;
   if (HugeHeader* h = huge_lookup(p)) return h->map_size - huge_prefix();
   return 0;
 }
 
 bool large_resize_in_place(void* p, size_t new_size) {
   if (new_size == 0 || new_size > kLargeMax) return false;
-  Slab* run = span_lookup(p);
+  Run* run = span_at(p);
   if (run == nullptr) return false;
   size_t old_size = run->large_size;
   uint32_t units = span_units(new_size);

@@ -242,14 +242,14 @@ void maybe_purge_locked() {
   else if (g_backend.dirty_units > kDirtyCapUnits) purge_excess_locked();
 }
 
-void partial_push(SlabClass& slabs, Slab* s) {
+void partial_push(SlabClass& slabs, Run* s) {
   s->prev = nullptr;
   s->next = slabs.partial;
   if (s->next) s->next->prev = s;
   slabs.partial = s;
   s->on_partial_list = true;
 }
-void partial_remove(SlabClass& slabs, Slab* s) {
+void partial_remove(SlabClass& slabs, Run* s) {
   if (s->prev) s->prev->next = s->next; else slabs.partial = s->next;
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = nullptr;
@@ -333,11 +333,11 @@ uint32_t permute_index(uint32_t i, uint32_t n, uint64_t key) {
 // whole slab: a new slab of a mid class no longer touches its every page.
 constexpr size_t kRandomWindowBytes = 16 << 10;
 constexpr uint32_t kRandomWindowBlocks = 16;
-void carve_window_randomly(Slab* s, const ClassInfo& ci) {
+void carve_window_randomly(Run* s, const ClassInfo& ci) {
   uint32_t window = static_cast<uint32_t>(kRandomWindowBytes / ci.size);
   if (window < kRandomWindowBlocks) window = kRandomWindowBlocks;
   if (window > s->capacity - s->carved) window = s->capacity - s->carved;
-  char* start = slab_start(s) + static_cast<size_t>(s->carved) * ci.size;
+  char* start = run_start(s) + static_cast<size_t>(s->carved) * ci.size;
   // A key of its own for each window, without a system call per window.
   static uint64_t windows_carved = 0;
   const uint64_t key = keyed_mix(__atomic_fetch_add(&windows_carved, 1, __ATOMIC_RELAXED), g_secrets.shuffle, 0);
@@ -350,8 +350,8 @@ void carve_window_randomly(Slab* s, const ClassInfo& ci) {
   s->free_list = head;
   s->free_count += window;
   s->carved += window;
-  UnitEntry* units = segment_units(slab_segment(s));
-  const int first = slab_first_unit(s);
+  UnitEntry* units = segment_units(run_segment(s));
+  const int first = run_first_unit(s);
   const uint64_t limit = class_carve_limit(ci, s->carved);
   for (int u = first; u < first + static_cast<int>(s->units); ++u)
     __atomic_store_n(&units[u].check_limit, limit, __ATOMIC_RELAXED);
@@ -361,12 +361,12 @@ void carve_window_randomly(Slab* s, const ClassInfo& ci) {
 
 size_t backend_span_guard_bytes() { return hardened_guards() ? kOsPageSize : 0; }
 
-Segment* slab_segment(const Slab* run) {
+Segment* run_segment(const Run* run) {
   return reinterpret_cast<Segment*>(reinterpret_cast<uintptr_t>(run) & ~(kHeaderStride - 1));
 }
-int slab_first_unit(const Slab* run) { return static_cast<int>(run - slab_segment(run)->slabs); }
+int run_first_unit(const Run* run) { return static_cast<int>(run - run_segment(run)->runs); }
 
-Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed) {
+Run* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed) {
   if (align_units == 0) align_units = 1;
   LockGuard guard(g_backend.lock);
   maybe_purge_locked();
@@ -398,8 +398,8 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   bool fresh = claim_units_locked(seg, first, first, units, kind, cls);
   if (zeroed != nullptr) *zeroed = fresh;
   run_guards_locked(seg, first, units, kind == RunKind::kLarge);
-  Slab* run = &seg->slabs[first];
-  *run = Slab{};
+  Run* run = &seg->runs[first];
+  *run = Run{};
   run->units = static_cast<uint16_t>(units);
   run->kind = kind;
   run->cls = static_cast<uint8_t>(cls);
@@ -413,18 +413,18 @@ Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int 
   return run;
 }
 
-void backend_free_run(Slab* run) {
-  Segment* seg = slab_segment(run);
-  int first = slab_first_unit(run);
+void backend_free_run(Run* run) {
+  Segment* seg = run_segment(run);
+  int first = run_first_unit(run);
   LockGuard guard(g_backend.lock);
   release_units_locked(seg, first, run->units);
   run->kind = RunKind::kFree;
   maybe_purge_locked();
 }
 
-bool backend_resize_run(Slab* run, uint32_t new_units) {
-  Segment* seg = slab_segment(run);
-  int first = slab_first_unit(run);
+bool backend_resize_run(Run* run, uint32_t new_units) {
+  Segment* seg = run_segment(run);
+  int first = run_first_unit(run);
   LockGuard guard(g_backend.lock);
   uint32_t units = run->units;
   if (new_units == 0 || first + static_cast<int>(new_units) > kUnitsPerSegment) return false;
@@ -503,11 +503,11 @@ BlockList slab_take_blocks(SlabClass& slabs, int cls, uint32_t want) {
   const ClassInfo& ci = class_info(cls);
   BlockList list;  // blocks are linked in the order taken: lowest address first
   while (list.count < want) {
-    Slab* s = slabs.partial;
+    Run* s = slabs.partial;
     if (s == nullptr) {
       s = backend_alloc_run(ci.slab_units, 1, RunKind::kSlab, cls);
       if (s == nullptr) break;
-      annotate_fresh(slab_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
+      annotate_fresh(run_start(s), static_cast<size_t>(ci.slab_units) << kUnitShift);
       slabs.slabs.fetch_add(1, std::memory_order_relaxed);
       partial_push(slabs, s);
     }
@@ -520,13 +520,13 @@ BlockList slab_take_blocks(SlabClass& slabs, int cls, uint32_t want) {
       list_append(list, b);
     }
     if (!random && list.count < want && s->carved < s->capacity) {
-      char* p = slab_start(s) + static_cast<size_t>(s->carved) * ci.size;
+      char* p = run_start(s) + static_cast<size_t>(s->carved) * ci.size;
       uint32_t take = s->capacity - s->carved;
       if (take > want - list.count) take = want - list.count;
       for (uint32_t i = 0; i < take; ++i, p += ci.size) list_append(list, p);
       s->carved += take;
-      UnitEntry* units = segment_units(slab_segment(s));
-      int first = slab_first_unit(s);
+      UnitEntry* units = segment_units(run_segment(s));
+      int first = run_first_unit(s);
       uint64_t limit = class_carve_limit(ci, s->carved);
       for (int u = first; u < first + static_cast<int>(s->units); ++u)
         __atomic_store_n(&units[u].check_limit, limit, __ATOMIC_RELAXED);
@@ -546,7 +546,7 @@ void slab_return_blocks(SlabClass& slabs, [[maybe_unused]] int cls, const BlockL
     HAK_CONTRACT(contracts::block_returns_to_slab(b, cls));
     head = block_next(b);
     Segment* seg = segment_lookup(b);
-    Slab* s = &seg->slabs[entry_first_unit(segment_units(seg)[unit_of(b)])];
+    Run* s = &seg->runs[entry_first_unit(segment_units(seg)[unit_of(b)])];
     block_set_next(b, s->free_list);
     s->free_list = b;
     ++s->free_count;
@@ -555,12 +555,47 @@ void slab_return_blocks(SlabClass& slabs, [[maybe_unused]] int cls, const BlockL
       HAK_CONTRACT(contracts::slab_goes_empty(s));
       if (s->on_partial_list) partial_remove(slabs, s);
       slabs.slabs.fetch_sub(1, std::memory_order_relaxed);
-      annotate_returned(slab_start(s), static_cast<size_t>(s->units) << kUnitShift);
+      annotate_returned(run_start(s), static_cast<size_t>(s->units) << kUnitShift);
       backend_free_run(s);
     } else if (!s->on_partial_list) {
       partial_push(slabs, s);
     }
   }
+}
+
+bool run_lookup(const void* p, RunInfo* out) {
+  Segment* seg = segment_lookup(p);
+  if (seg == nullptr) return false;
+  const int unit = unit_of(p);
+  const UnitEntry& e = segment_units(seg)[unit];
+  const bool live = unit != 0 && ((seg->used_mask >> unit) & 1) != 0;
+  const int first = live ? entry_first_unit(e) : unit;
+  const Run& run = seg->runs[first];
+  *out = RunInfo{};
+  out->kind = live ? run.kind : RunKind::kFree;
+  out->tag = e.tag;
+  out->cls = out->kind == RunKind::kSlab ? run.cls : -1;
+  out->unit = unit;
+  out->start = unit_address(seg, first);
+  out->units = live ? run.units : 1;
+  if (out->kind == RunKind::kSlab) {
+    out->capacity = run.capacity;
+    out->carved = run.carved;
+    out->used = run.used;
+  }
+  if (out->kind == RunKind::kLarge) out->large_size = run.large_size;
+  out->block_start = entry_is_block_start(e, reinterpret_cast<uintptr_t>(p));
+  return true;
+}
+
+Run* span_at(const void* p) {
+  Segment* seg = segment_lookup(p);
+  if (seg == nullptr) return nullptr;
+  const UnitEntry& info = segment_units(seg)[unit_of(p)];
+  if (info.tag != kTagLarge) return nullptr;
+  Run* run = &seg->runs[entry_first_unit(info)];
+  if (run_start(run) != p) return nullptr;
+  return run;
 }
 
 Segment* inspect_segment(const void* p) { return segment_lookup(p); }
@@ -601,7 +636,7 @@ int backend_check_integrity() {
         continue;
       }
       if (entry_first_unit(info) != u) { fault(unit_address(s, u), "run does not start at its first unit"); ++u; continue; }
-      Slab* r = &s->slabs[u];
+      Run* r = &s->runs[u];
       uint8_t tag = info.tag;
       if (r->units == 0 || u + r->units > kUnitsPerSegment) { fault(r, "run length out of range"); ++u; continue; }
       for (int k = 0; k < r->units; ++k) {

@@ -1,4 +1,4 @@
-// Slab & segment backend.
+// Run & segment backend.
 //
 // Segments are 4 MiB reservations aligned to 4 MiB. Units 1..63 (64 KiB
 // each) are handed out as runs: a slab (blocks of one size class) or a large
@@ -90,16 +90,17 @@ HAK_INLINE uint8_t slab_tag(int cls) { return static_cast<uint8_t>(kTagSlabMagic
 
 enum class RunKind : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
 
-// Descriptor of a run of units, kept in its segment's header at the index of
-// its first unit.
-struct Slab {
+// Descriptor of a run of units -- a slab (blocks of one class) or a large
+// span (one block) -- kept in its segment's header at the index of its
+// first unit. The block fields are a slab's, large_size a span's.
+struct Run {
   void* free_list;         // blocks given back to this slab, linked through word 0
   uint32_t free_count;
   uint32_t carved;         // bump pointer: blocks [0, carved) have been handed out once
   uint32_t used;           // blocks outside the slab: in TLS lists, the central pool or user hands
   uint32_t capacity;
-  Slab* next;              // the class's list of slabs with free blocks
-  Slab* prev;
+  Run* next;               // the class's list of slabs with free blocks (SlabClass)
+  Run* prev;
   size_t large_size;       // large spans: the usable size
   uint16_t units;
   uint8_t cls;
@@ -169,11 +170,11 @@ struct Segment {
   uint64_t guard_mask;                   // bit u: unit u's last page is a span's guard (PROT_NONE)
   Segment* next;                         // all segments, most recently used first
   Segment* prev;
-  Slab slabs[kUnitsPerSegment];
+  Run runs[kUnitsPerSegment];
   UnitEntry own_units[kUnitsPerSegment]; // segments outside the arena only
 };
 // A power of two, and every header lies on a multiple of it: a run
-// descriptor finds its header by masking its own address (slab_segment).
+// descriptor finds its header by masking its own address (run_segment).
 constexpr size_t kHeaderStride = 8192;
 static_assert(sizeof(Segment) <= kHeaderStride, "a header fits its stride (and unit 0)");
 
@@ -243,11 +244,11 @@ void backend_seal();
 // size) before any other thread can see it. nullptr when out of memory.
 // *zeroed (when given) tells whether every unit of the run reads as zero:
 // fresh from the kernel or purged since its last use.
-Slab* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed = nullptr);
+Run* backend_alloc_run(uint32_t units, uint32_t align_units, RunKind kind, int cls, bool* zeroed = nullptr);
 // Gives a run back to its segment; its pages go to the OS after the decay.
-void backend_free_run(Slab* run);
+void backend_free_run(Run* run);
 // Hardened guard pages (HAKMEM_HARDENED_GUARDS): every large span's last
-// page is PROT_NONE and left out of its usable size (Slab::large_size), so
+// page is PROT_NONE and left out of its usable size (Run::large_size), so
 // an overflow off a span's end faults instead of running into the next run
 // of its segment. A freed span keeps its guard: the next span that ends in
 // the same unit (the common case: the same size again) needs no mprotect;
@@ -257,10 +258,10 @@ size_t backend_span_guard_bytes();
 // Grows or shrinks a large span where it stands: growing takes the free
 // units right after it (false, and nothing changes, when they are not all
 // free), shrinking gives its tail units back. Backend lock taken inside.
-bool backend_resize_run(Slab* run, uint32_t new_units);
-Segment* slab_segment(const Slab* run);
-int slab_first_unit(const Slab* run);
-HAK_INLINE char* slab_start(Slab* run) { return unit_address(slab_segment(run), slab_first_unit(run)); }
+bool backend_resize_run(Run* run, uint32_t new_units);
+Segment* run_segment(const Run* run);
+int run_first_unit(const Run* run);
+HAK_INLINE char* run_start(Run* run) { return unit_address(run_segment(run), run_first_unit(run)); }
 // Purges dirty units older than the decay (all of them when `force`) and
 // unmaps empty segments (malloc_trim()).
 void backend_purge(bool force);
@@ -279,7 +280,7 @@ void backend_fork_child();
 // (central.cc), which every call below expects held; the count is also read
 // without it (stats: relaxed, it publishes nothing else).
 struct SlabClass {
-  Slab* partial = nullptr;
+  Run* partial = nullptr;
   std::atomic<uint64_t> slabs{0};
 };
 // Takes up to `want` free blocks of class `cls` from its slabs (returned
@@ -290,11 +291,38 @@ BlockList slab_take_blocks(SlabClass& slabs, int cls, uint32_t want);
 // back to the backend.
 void slab_return_blocks(SlabClass& slabs, int cls, const BlockList& list);
 
-// ---- Inspection (tests, stats, contracts) ----
-// The header of the live segment holding p (nullptr if none) and a header's
-// unit entries: segment_lookup and segment_units for code linked with the
-// shared library, which keeps the metadata's globals hidden.
+// ---- What the backend knows of a pointer ----
+// Outside this box, code asks these instead of reading segment headers, run
+// descriptors or unit entries (the hot path's inline lookups above aside).
 #define HAK_INSPECT __attribute__((visibility("default")))
+
+// The run that holds an address, as one copy: for the large box, the tests,
+// the property tests and the fuzzers. Read without the backend lock, so the
+// counts of a run that another thread is changing may be a moment old.
+struct RunInfo {
+  RunKind kind;          // kFree: a free unit, or the segment's header unit
+  uint8_t tag;           // the tag of the address's unit
+  int cls;               // slabs: the class; else -1
+  int unit;              // the address's unit in its segment (0: the header unit)
+  char* start;           // the run's first byte (free units: the unit's)
+  uint32_t units;        // the run's length in units (free units: 1)
+  uint32_t capacity;     // slabs: blocks the slab holds,
+  uint32_t carved;       //   has handed out at least once,
+  uint32_t used;         //   and has outside it now (threads' lists, the pool, the program)
+  size_t large_size;     // spans: the usable size
+  bool block_start;      // a slab block start free() accepts (entry_is_block_start)
+};
+// Whether p lies in a live hakmem segment (or a segment's header unit); if
+// so, *out describes its unit's run. Safe for any address.
+HAK_INSPECT bool run_lookup(const void* p, RunInfo* out);
+// The large span whose first byte is p, or nullptr (the large box: p may be
+// any pointer a program frees).
+Run* span_at(const void* p);
+
+// Raw metadata for the tests that damage it on purpose (an attacker's
+// write): the header of the live segment holding p (nullptr if none) and a
+// header's unit entries, for code linked with the shared library, which
+// keeps the metadata's globals hidden.
 HAK_INSPECT Segment* inspect_segment(const void* p);
 HAK_INSPECT UnitEntry* inspect_units(Segment* s);
 

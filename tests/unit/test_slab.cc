@@ -1,4 +1,4 @@
-// Slab & segment backend: heap integrity under random use, hak_owns, and
+// Run & segment backend: heap integrity under random use, hak_owns, and
 // blocks of one class that never overlap.
 #include <malloc.h>
 #include <stdint.h>
@@ -308,7 +308,7 @@ TEST(Slab, CheckHeapSeesDamagedHeaders) {
   units[unit].tag = hakmem::kTagLarge;  // not a slab at all
   int wrong_kind = hak_check_heap();
   units[unit] = saved;
-  hakmem::Slab* slab = &seg->slabs[hakmem::entry_first_unit(saved)];
+  hakmem::Run* slab = &seg->runs[hakmem::entry_first_unit(saved)];
   slab->used += 1;  // counts disagree with the free list
   int wrong_count = hak_check_heap();
   slab->used -= 1;
