@@ -12,12 +12,13 @@
 #   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc, the hardened
 #                   variant beside release
 #   make gate       the merge gate: a quick benchmark run checked against bench/thresholds
+#   make mutate     mutation testing of core/ against a fast test set (tests/mutate/REPORT.md)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: lib install clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened
+.PHONY: lib install clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened mutate
 FUZZ_SECONDS ?= 60
 
 PREFIX ?= /usr/local
@@ -83,6 +84,14 @@ hardened:
 	  -DHAKMEM_TESTS=ON -DHAKMEM_BENCH=OFF >/dev/null
 	$(CMAKE) --build $(BUILD)/hardened -j $(JOBS)
 	cd $(BUILD)/hardened && ctest --output-on-failure -j $(JOBS) -E 'prop\.prop_bad_free|prop\.prop_tables\.SizeClass'
+
+# Mutation testing (tests/mutate/run): small bugs injected into core/ one at
+# a time in a private copy of the tree, each built and run against a fast
+# test set; prints killed / survived / not compiled / not in this build and
+# writes tests/mutate/REPORT.md. About 20-60 s a mutant; 150 by default
+# (MUTATE_ARGS="--max N --seed S --files core/x/y.cc").
+mutate:
+	python3 tests/mutate/run $(MUTATE_ARGS)
 
 # The library and the stress tests built by clang++, warnings as errors.
 clang:
