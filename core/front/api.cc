@@ -41,6 +41,10 @@ void add_thread_counters(const ThreadCache* tc, void* arg) {
     out->classes[c].refills += k.refills;
     out->classes[c].flushes += k.flushes;
   }
+  const SpanCounts k = tls_span_counts(*tc);
+  out->large_allocs += k.taken;
+  out->large_frees += k.parked;
+  out->large_live_bytes += k.bytes_taken - k.bytes_parked;
 }
 
 void add_totals(void* arg) { stats_add_totals(static_cast<hak_stats*>(arg)); }
@@ -214,6 +218,7 @@ extern "C" void hak_stats_print(FILE* out) {
 extern "C" void hak_trim(void) {
   front_ensure_init();
   refill_flush_all();
+  if (kParkSpans) refill_spans_decay();  // other threads' parked spans too
   for (int c = 0; c < kNumClasses; ++c) central_drain(c);
   huge_cache_trim();
   backend_purge(true);

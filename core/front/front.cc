@@ -257,6 +257,15 @@ void free_flush(void* just_freed) {
 }  // namespace
 
 void* hakmem::big_alloc(size_t size, size_t align, bool zero) {
+  // A span this thread parked: no lock, and the clock read (the decay poll)
+  // only every kSpanOpsPerPoll such calls. Any span is 64 KiB aligned.
+  if (kParkSpans && size > kSlabMax && size <= kParkMax && align <= kUnitSize) {
+    if (void* p = refill_span_take(size)) {
+      if (zero) memset(p, 0, size);
+      if (tls_span_poll_due()) decay_poll();
+      return p;
+    }
+  }
   front_ensure_init();
   decay_poll();
   if (size > PTRDIFF_MAX) {  // glibc's limit: no object may exceed it
@@ -279,6 +288,10 @@ namespace {
 
 void free_slow(void* p) {
   if (p == nullptr) return;
+  if (kParkSpans && refill_span_park(p)) {  // a span of up to kParkMax: it waits for this thread's next malloc
+    if (tls_span_poll_due()) decay_poll();
+    return;
+  }
   // A slab block of a segment outside the arena: the same test as hak_free,
   // after the segment map said the segment is ours.
   if (const UnitEntry* info = unit_entry_lookup(p))

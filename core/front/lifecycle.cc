@@ -130,6 +130,7 @@ void hakmem::decay_poll() {
   // keeps the whole trip within about 1.5 decays.
   uint64_t period = g_config.decay_ms / 4 + 1;
   if (!g_next_decay_ms.compare_exchange_strong(due, now + period, std::memory_order_relaxed)) return;
+  if (kParkSpans) refill_spans_decay();  // first: the spans join the backend's dirty units
   central_decay();
   backend_decay();
   huge_cache_decay();

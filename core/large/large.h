@@ -10,6 +10,7 @@
 #pragma once
 
 #include "base/base.h"
+#include "size_class/size_class.h"
 
 namespace hakmem {
 
@@ -32,6 +33,35 @@ bool large_resize_in_place(void* p, size_t new_size);
 // Resizes a huge block with mremap (no copy). Returns the new pointer, or
 // nullptr if p is not huge or the kernel refused (p is then untouched).
 void* huge_resize(void* p, size_t new_size);
+// ---- Spans a thread keeps for reuse ----
+// A span of up to kParkMax bytes that the program frees can wait in its
+// thread's cache (refill_span_park) instead of going back to the backend:
+// its trip through the backend -- the backend lock, a search of the
+// segments, its units' entries written twice -- cost a malloc + free of 256
+// KiB about 90 ns; a parked span comes back for two atomic operations on
+// its thread's slot. Its run stays claimed and tagged kTagLargeParked, so
+// that a second free of it, malloc_usable_size and hak_owns all see no
+// block. Off in the hardened variant (a freed span is cleared and its reuse
+// must not be predictable) and under the memory checkers (which must see
+// it freed). A span's word: its start (64 KiB aligned) | its units.
+constexpr size_t kParkMax = size_t{1} << 20;
+constexpr bool kParkSpans = !kHardened && !kMemoryChecker;
+// The units of a span of `size` usable bytes, its guard page included
+// (backend_span_guard_bytes).
+uint32_t large_span_units(size_t size);
+// The same for a span that may be parked (kParkSpans: no guard pages), and
+// a parked span's usable size: inline, as a park and a take are a few
+// dozen instructions each.
+HAK_INLINE uint32_t large_park_units(size_t size) { return static_cast<uint32_t>((size + kUnitSize - 1) >> kUnitShift); }
+HAK_INLINE size_t large_parked_usable(uintptr_t word) { return static_cast<size_t>(word & (kUnitSize - 1)) << kUnitShift; }
+// Parks p if it is the start of a live span of at most kParkMax bytes, and
+// returns its word; else 0 and nothing changes. The caller counts it freed.
+uintptr_t large_park(void* p);
+// A parked span handed out again (the caller counts it allocated): its block.
+void* large_unpark(uintptr_t word);
+// A parked span goes back to the backend (counted as freed already).
+void large_free_parked(uintptr_t word);
+
 // Unmaps the cached huge mappings that waited longer than the decay, unless
 // another thread holds the cache (the front's decay poll never waits).
 void huge_cache_decay();

@@ -5,6 +5,7 @@
 #include "ace/ace.h"
 #include "central/central.h"
 #include "contracts/contracts.h"
+#include "large/large.h"
 #include "stats/stats.h"
 #include "tls_cache/tls_cache.h"
 
@@ -49,6 +50,10 @@ void merge_counts(const ThreadCache& tc) {
   ClassCounters all[kNumClasses];
   for (int c = 0; c < kNumClasses; ++c) all[c] = tls_cache_counts(tc, c);
   stats_merge(all);
+  const SpanCounts k = tls_span_counts(tc);
+  g_counters.large_allocs.add(k.taken);
+  g_counters.large_frees.add(k.parked);
+  g_counters.large_live_bytes.add(k.bytes_taken - k.bytes_parked);  // modulo 2^64: another thread's spans may be parked here
 }
 
 void thread_exit(void*) {
@@ -202,7 +207,38 @@ void refill_flush(int cls) {
   shed_if_draining(bin, cls);
 }
 
+void* refill_span_take(size_t size) {
+  const uintptr_t word = tls_span_take(large_park_units(size));
+  if (word == 0) return nullptr;
+  SpanCounts& k = t_cache.span_counts;
+  tls_span_count(k.taken, 1);
+  tls_span_count(k.bytes_taken, large_parked_usable(word));
+  return large_unpark(word);
+}
+
+bool refill_span_park(void* p) {
+  if (g_config.decay_ms == 0) return false;  // freed memory goes back at once
+  // Only a registered cache is seen by the decay passes and emptied at exit.
+  if (HAK_UNLIKELY(!t_cache.registered)) {
+    if (t_cache.exited) return false;
+    thread_register();
+  }
+  const uintptr_t word = large_park(p);
+  if (word == 0) return false;
+  SpanCounts& k = t_cache.span_counts;
+  tls_span_count(k.parked, 1);
+  tls_span_count(k.bytes_parked, large_parked_usable(word));
+  if (const uintptr_t displaced = tls_span_put(word)) large_free_parked(displaced);
+  return true;
+}
+
+void refill_spans_decay() {
+  LockGuard guard(g_registry.lock);  // no cache leaves the registry meanwhile
+  for (ThreadCache* tc = g_registry.head; tc != nullptr; tc = tc->next) tls_spans_take_all(*tc, large_free_parked);
+}
+
 void refill_flush_all() {
+  tls_spans_take_all(t_cache, large_free_parked);
   for (int cls = 0; cls < kNumClasses; ++cls) {
 #if defined(HAKMEM_HARDENED)
     tls_quarantine_drain(cls);  // its blocks go with the rest

@@ -16,8 +16,20 @@ void refill_init();
 void* refill_alloc(int cls);
 // The slow half of free: the cache of `cls` is over capacity; flush a batch.
 void refill_flush(int cls);
-// Sends every block in this thread's cache to the central pool.
+// Sends every block in this thread's cache to the central pool, and its
+// parked spans to the backend.
 void refill_flush_all();
+
+// Large spans parked in thread caches (large.h: kParkSpans). A span of
+// `size` bytes (at most kParkMax) from this thread's slots, or nullptr.
+void* refill_span_take(size_t size);
+// free(p) of a live span of at most kParkMax bytes: parked in this thread's
+// cache (true), or not a span that can wait there (false: nothing changed).
+bool refill_span_park(void* p);
+// One decay pass: every thread's parked spans go back to the backend, so
+// that spans freed by threads that then went quiet return to the OS on the
+// decay's schedule.
+void refill_spans_decay();
 
 // Calls fn(cache, arg) for every live thread's cache, then then(arg), all
 // under the registry lock. An exiting thread merges its counters into the

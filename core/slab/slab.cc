@@ -564,6 +564,7 @@ void slab_return_blocks(SlabClass& slabs, [[maybe_unused]] int cls, const BlockL
 }
 
 bool run_lookup(const void* p, RunInfo* out) {
+  LockGuard guard(g_backend.lock);  // runs are claimed and released under it
   Segment* seg = segment_lookup(p);
   if (seg == nullptr) return false;
   const int unit = unit_of(p);
@@ -573,7 +574,7 @@ bool run_lookup(const void* p, RunInfo* out) {
   const Run& run = seg->runs[first];
   *out = RunInfo{};
   out->kind = live ? run.kind : RunKind::kFree;
-  out->tag = e.tag;
+  out->tag = entry_tag(e);
   out->cls = out->kind == RunKind::kSlab ? run.cls : -1;
   out->unit = unit;
   out->start = unit_address(seg, first);
@@ -588,14 +589,44 @@ bool run_lookup(const void* p, RunInfo* out) {
   return true;
 }
 
+namespace {
+// The entry of p's unit when p is the first byte of a run whose first unit
+// carries `tag`; else nullptr. The arena's table first: a live entry there
+// proves a live segment without the segment map (a cold cache line of it
+// cost a span's malloc + free a tenth of its time).
+UnitEntry* run_head_entry(const void* p, uint8_t tag) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  const UnitEntry* entry = unit_entry_of(p);
+  if (entry == nullptr || __atomic_load_n(&entry->tag, __ATOMIC_RELAXED) != tag) return nullptr;
+  if (addr + entry->minus_run_start != 0) return nullptr;  // not the run's first byte
+  return const_cast<UnitEntry*>(entry);
+}
+Run* run_of_head(const void* p) {
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  Segment* seg = in_arena(addr) ? reinterpret_cast<Segment*>(g_arena.headers_base + ((addr - g_arena.base) >> kSegmentShift) * kHeaderStride)
+                                : segment_lookup(p);
+  return &seg->runs[unit_of(p)];
+}
+}  // namespace
+
 Run* span_at(const void* p) {
-  Segment* seg = segment_lookup(p);
-  if (seg == nullptr) return nullptr;
-  const UnitEntry& info = segment_units(seg)[unit_of(p)];
-  if (info.tag != kTagLarge) return nullptr;
-  Run* run = &seg->runs[entry_first_unit(info)];
-  if (run_start(run) != p) return nullptr;
-  return run;
+  return run_head_entry(p, kTagLarge) != nullptr ? run_of_head(p) : nullptr;
+}
+
+uint32_t span_park(void* p, uint32_t max_units) {
+  UnitEntry* entry = run_head_entry(p, kTagLarge);
+  if (entry == nullptr) return 0;
+  const uint32_t units = run_of_head(p)->units;
+  if (units > max_units) return 0;
+  // A plain store: a second free of the span after this one sees the tag
+  // and fails; two frees racing in two threads are not told apart (as two
+  // frees of one slab block in the release build are not).
+  __atomic_store_n(&entry->tag, kTagLargeParked, __ATOMIC_RELAXED);
+  return units;
+}
+
+void span_unpark(void* p) {
+  __atomic_store_n(&const_cast<UnitEntry*>(unit_entry_of(p))->tag, kTagLarge, __ATOMIC_RELEASE);
 }
 
 Segment* inspect_segment(const void* p) { return segment_lookup(p); }
@@ -630,19 +661,21 @@ int backend_check_integrity() {
       const UnitEntry& info = units[u];
       bool used = (s->used_mask >> u) & 1;
       if (!used) {
-        if (info.tag != kTagFree || info.minus_run_start != 0 || info.check_c != 0 || entry_check_limit(info) != 0)
+        if (entry_tag(info) != kTagFree || info.minus_run_start != 0 || info.check_c != 0 || entry_check_limit(info) != 0)
           fault(unit_address(s, u), "free unit carries a tag");
         ++u;
         continue;
       }
       if (entry_first_unit(info) != u) { fault(unit_address(s, u), "run does not start at its first unit"); ++u; continue; }
       Run* r = &s->runs[u];
-      uint8_t tag = info.tag;
+      uint8_t tag = entry_tag(info);
       if (r->units == 0 || u + r->units > kUnitsPerSegment) { fault(r, "run length out of range"); ++u; continue; }
       for (int k = 0; k < r->units; ++k) {
         const UnitEntry& ki = units[u + k];
+        const uint8_t got = entry_tag(ki);  // once: a span's may turn parked meanwhile
         uint8_t want = r->kind == RunKind::kSlab ? slab_tag(r->cls) : k == 0 ? kTagLarge : kTagLargeTail;
-        if (ki.tag != want || ki.minus_run_start != 0 - reinterpret_cast<uintptr_t>(unit_address(s, u)))
+        if (k == 0 && r->kind == RunKind::kLarge && got == kTagLargeParked) want = kTagLargeParked;  // a thread keeps it
+        if (got != want || ki.minus_run_start != 0 - reinterpret_cast<uintptr_t>(unit_address(s, u)))
           fault(unit_address(s, u + k), "unit tag disagrees with its run");
         bool slab = r->kind == RunKind::kSlab;
         if (ki.check_c != (slab ? class_info(r->cls).check_c : 0) ||
@@ -668,7 +701,7 @@ int backend_check_integrity() {
         }
         if (n != r->free_count) fault(r, "slab free list length disagrees with its count");
       } else if (r->kind == RunKind::kLarge) {
-        if (tag != kTagLarge) fault(r, "large span head tag wrong");
+        if (tag != kTagLarge && tag != kTagLargeParked) fault(r, "large span head tag wrong");
         if (r->large_size == 0 || r->large_size > static_cast<size_t>(r->units) * kUnitSize) fault(r, "large span size out of range");
       } else {
         fault(r, "used unit owned by a free run");

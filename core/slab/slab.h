@@ -82,6 +82,9 @@ constexpr uint8_t kTagFree = 0x00;
 constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)
 constexpr uint8_t kTagLarge = 0xC0;       // first unit of a large span
 constexpr uint8_t kTagLargeTail = 0xC1;   // further units of a large span
+// First unit of a large span that its program freed and a thread keeps for
+// reuse (span_park): every lookup, free() included, takes it for no block.
+constexpr uint8_t kTagLargeParked = 0xC2;
 // One subtraction and one unsigned compare both verify a slab tag and yield
 // its class: every other tag value lands at or above kNumClasses.
 HAK_INLINE bool tag_is_slab(uint8_t tag) { return static_cast<uint8_t>(tag - kTagSlabMagic) < kNumClasses; }
@@ -138,6 +141,9 @@ HAK_INLINE int entry_first_unit(const UnitEntry& e) {
   return static_cast<int>(((0 - e.minus_run_start) & kSegmentMask) >> kUnitShift);
 }
 HAK_INLINE uint64_t entry_check_limit(const UnitEntry& e) { return __atomic_load_n(&e.check_limit, __ATOMIC_RELAXED); }
+// A span's first tag changes without the backend lock (span_park): the
+// heap walks read tags through this.
+HAK_INLINE uint8_t entry_tag(const UnitEntry& e) { return __atomic_load_n(&e.tag, __ATOMIC_RELAXED); }
 
 // Is `addr`, in the unit that `info` describes, the start of a slab block
 // that was handed out at least once? class_block_test with the class's
@@ -296,9 +302,10 @@ void slab_return_blocks(SlabClass& slabs, int cls, const BlockList& list);
 // descriptors or unit entries (the hot path's inline lookups above aside).
 #define HAK_INSPECT __attribute__((visibility("default")))
 
-// The run that holds an address, as one copy: for the large box, the tests,
-// the property tests and the fuzzers. Read without the backend lock, so the
-// counts of a run that another thread is changing may be a moment old.
+// The run that holds an address, as one copy: for the tests, the property
+// tests and the fuzzers. Taken under the backend lock (which claims and
+// releases runs), but not the class lock: a slab's counts that another
+// thread is changing may be a moment old.
 struct RunInfo {
   RunKind kind;          // kFree: a free unit, or the segment's header unit
   uint8_t tag;           // the tag of the address's unit
@@ -318,6 +325,14 @@ HAK_INSPECT bool run_lookup(const void* p, RunInfo* out);
 // The large span whose first byte is p, or nullptr (the large box: p may be
 // any pointer a program frees).
 Run* span_at(const void* p);
+// Parks the span whose first byte is p, if it is live and of at most
+// `max_units` units: its tag turns kTagLargeParked (so that a later free of
+// it finds no block) and its run stays claimed.
+// Returns its length in units, or 0 (and changes nothing) when p is no such
+// span. A parked span keeps its run descriptor and entries as they were.
+uint32_t span_park(void* p, uint32_t max_units);
+// A parked span (span_park) is live again: the caller had it parked.
+void span_unpark(void* p);
 
 // Raw metadata for the tests that damage it on purpose (an attacker's
 // write): the header of the live segment holding p (nullptr if none) and a

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -19,8 +20,11 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "large/large.h"
 #include "size_class/size_class.h"
+#include "slab/slab.h"
 #include "tests/support/blocks.h"
+#include "tests/support/opaque.h"
 #include "tests/support/units.h"
 
 namespace {
@@ -610,3 +614,114 @@ TEST(Threads, FreedForeignBlockIsNotReusedAtOnce) {
   }
   EXPECT_EQ(hak_check_heap(), 0);
 }
+
+// ---- Spans a thread keeps for reuse (large.h: kParkSpans) ----
+
+namespace {
+
+using test_support::opaque;
+using test_support::opaque_size;
+
+bool spans_park() {
+  const char* decay = getenv("HAKMEM_DECAY_MS");
+  return hakmem::kParkSpans && (decay == nullptr || strcmp(decay, "0") != 0);  // 0: freed memory goes back at once
+}
+bool parked(void* span) {
+  hakmem::RunInfo run;
+  return hakmem::run_lookup(span, &run) && run.tag == hakmem::kTagLargeParked;
+}
+
+// A span of up to 1 MiB freed by a thread waits for that thread's next
+// malloc of its length (here 5 units: 300 and 290 KiB), and comes back
+// counted as allocated again; one of another length does not take it.
+TEST(LargeParking, AFreedSpanComesBackToItsThread) {
+  if (!spans_park()) GTEST_SKIP() << "spans are not parked in this build or with these settings";
+  hak_trim();  // no spans parked from earlier tests
+  void* p = malloc(opaque_size(300 * KiB));
+  ASSERT_NE(p, nullptr);
+  hak_stats live, freed, again;
+  hak_stats_get(&live);
+  free(opaque(p));
+  hak_stats_get(&freed);
+  EXPECT_TRUE(parked(p));
+  EXPECT_EQ(freed.large_frees, live.large_frees + 1);
+  EXPECT_EQ(live.large_live_bytes - freed.large_live_bytes, 320 * KiB) << "5 units left the program's hands";
+  void* other = malloc(opaque_size(600 * KiB));  // 10 units: not the parked span
+  EXPECT_NE(other, p);
+  void* q = malloc(opaque_size(290 * KiB));
+  EXPECT_EQ(q, p) << "the parked span of the same length was not reused";
+  hak_stats_get(&again);
+  EXPECT_EQ(again.large_allocs, freed.large_allocs + 2);
+  EXPECT_EQ(again.large_live_bytes, freed.large_live_bytes + 320 * KiB + 640 * KiB);
+  free(q);
+  free(other);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A parked span is no block to anyone: malloc_usable_size and hak_owns say
+// so, a second free of it counts as a bad free and changes nothing, and the
+// span is handed out once, not twice.
+TEST(LargeParking, ASecondFreeOfAParkedSpanIsABadFree) {
+  if (!spans_park()) GTEST_SKIP() << "spans are not parked in this build or with these settings";
+  void* p = malloc(opaque_size(200 * KiB));
+  ASSERT_NE(p, nullptr);
+  free(opaque(p));
+  ASSERT_TRUE(parked(p));
+  EXPECT_EQ(malloc_usable_size(opaque(p)), 0u);
+  EXPECT_EQ(hak_owns(opaque(p)), 0);
+  hak_stats before, after;
+  hak_stats_get(&before);
+  free(opaque(p));  // the double free
+  hak_stats_get(&after);
+  EXPECT_EQ(after.invalid_frees + after.foreign_frees, before.invalid_frees + before.foreign_frees + 1);
+  EXPECT_EQ(after.large_frees, before.large_frees) << "the double free was counted as a free";
+  void* a = malloc(opaque_size(200 * KiB));
+  void* b = malloc(opaque_size(200 * KiB));
+  EXPECT_NE(a, b) << "one span handed out twice";
+  free(a);
+  free(b);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A thread that parks a span and then blocks never calls hakmem again: the
+// decay passes (the purge thread's, or any other thread's) take the span
+// from its cache, so its memory can go back to the OS on the decay's
+// schedule. The deadline is generous: a slow machine only waits longer.
+TEST(LargeParking, AQuietThreadsSpansGoBackWithTheDecay) {
+  if (!spans_park()) GTEST_SKIP() << "spans are not parked in this build or with these settings";
+  std::atomic<void*> span{nullptr};
+  std::atomic<bool> done{false};
+  std::thread quiet([&] {
+    void* p = malloc(opaque_size(400 * KiB));
+    free(opaque(p));
+    span.store(p);
+    while (!done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));  // no allocator call
+  });
+  while (span.load() == nullptr) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  void* p = span.load();
+  EXPECT_TRUE(parked(p));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (parked(p) && std::chrono::steady_clock::now() < deadline) {
+    free(malloc(opaque_size(2 * MiB)));  // not parkable: a slow path that polls the decay
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_FALSE(parked(p)) << "the blocked thread's parked span never went back";
+  done.store(true);
+  quiet.join();
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A thread's parked spans go back when it exits.
+TEST(LargeParking, AnExitingThreadHandsItsSpansBack) {
+  if (!spans_park()) GTEST_SKIP() << "spans are not parked in this build or with these settings";
+  void* spans[3] = {};
+  std::thread worker([&] {
+    for (int i = 0; i < 3; ++i) spans[i] = malloc(opaque_size((200 + 100 * i) * KiB));
+    for (void* p : spans) free(opaque(p));
+  });
+  worker.join();
+  for (void* p : spans) EXPECT_FALSE(parked(p)) << p << " stayed parked after its thread exited";
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+}  // namespace

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -32,6 +33,8 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "large/large.h"
+#include "slab/slab.h"
 
 #define malloc(size) hak_malloc(size)
 #define free(ptr) hak_free(ptr)
