@@ -103,7 +103,11 @@ extern "C" void* hak_realloc(void* p, size_t size) {
   // A large span stays where it is if the units after it are free (or gives
   // its tail back): no copy, which is what realloc growth of a big buffer
   // otherwise costs on every step.
-  if (old > kSlabMax && size > kSlabMax && size <= kLargeMax && large_resize_in_place(p, size)) {
+  // The units in its way may be a span this thread parked (a buffer freed
+  // after an earlier round of growth): they go back to the backend, and the
+  // span tries once more before it is copied.
+  if (old > kSlabMax && size > kSlabMax && size <= kLargeMax &&
+      (large_resize_in_place(p, size) || (kParkSpans && refill_spans_flush() && large_resize_in_place(p, size)))) {
     annotate_resize(p, old, large_usable_size(p));
     return p;
   }

@@ -258,13 +258,19 @@ void free_flush(void* just_freed) {
 
 void* hakmem::big_alloc(size_t size, size_t align, bool zero) {
   // A span this thread parked: no lock, and the clock read (the decay poll)
-  // only every kSpanOpsPerPoll such calls. Any span is 64 KiB aligned.
+  // only every kSpanOpsPerPoll such calls. Any span is 64 KiB aligned. On a
+  // miss the parked spans of other lengths go back first, so that the
+  // backend reuses their units (resident, and lowest first) rather than
+  // carving new ones around them: a buffer grown by doubling and freed,
+  // again and again, faulted fresh pages in at every round while the last
+  // round's buffer sat parked.
   if (kParkSpans && size > kSlabMax && size <= kParkMax && align <= kUnitSize) {
     if (void* p = refill_span_take(size)) {
       if (zero) memset(p, 0, size);
       if (tls_span_poll_due()) decay_poll();
       return p;
     }
+    refill_spans_flush();
   }
   front_ensure_init();
   decay_poll();

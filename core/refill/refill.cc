@@ -217,19 +217,25 @@ void* refill_span_take(size_t size) {
 }
 
 bool refill_span_park(void* p) {
-  if (g_config.decay_ms == 0) return false;  // freed memory goes back at once
-  // Only a registered cache is seen by the decay passes and emptied at exit.
-  if (HAK_UNLIKELY(!t_cache.registered)) {
-    if (t_cache.exited) return false;
-    thread_register();
-  }
+  if (g_config.decay_ms == 0 || t_cache.exited) return false;  // freed memory goes back at once; no cache
   const uintptr_t word = large_park(p);
-  if (word == 0) return false;
+  if (word == 0) return false;  // no span (a huge block, a bad pointer): the thread stays as it was
+  // Only a registered cache is seen by the decay passes and emptied at exit.
+  if (HAK_UNLIKELY(!t_cache.registered)) thread_register();
   SpanCounts& k = t_cache.span_counts;
   tls_span_count(k.parked, 1);
   tls_span_count(k.bytes_parked, large_parked_usable(word));
   if (const uintptr_t displaced = tls_span_put(word)) large_free_parked(displaced);
   return true;
+}
+
+bool refill_spans_flush() {
+  bool any = false;
+  tls_spans_take_all(t_cache, [&any](uintptr_t word) {
+    large_free_parked(word);
+    any = true;
+  });
+  return any;
 }
 
 void refill_spans_decay() {
@@ -238,7 +244,7 @@ void refill_spans_decay() {
 }
 
 void refill_flush_all() {
-  tls_spans_take_all(t_cache, large_free_parked);
+  refill_spans_flush();
   for (int cls = 0; cls < kNumClasses; ++cls) {
 #if defined(HAKMEM_HARDENED)
     tls_quarantine_drain(cls);  // its blocks go with the rest

@@ -26,6 +26,8 @@ void* refill_span_take(size_t size);
 // free(p) of a live span of at most kParkMax bytes: parked in this thread's
 // cache (true), or not a span that can wait there (false: nothing changed).
 bool refill_span_park(void* p);
+// This thread's parked spans go back to the backend; false when it had none.
+bool refill_spans_flush();
 // One decay pass: every thread's parked spans go back to the backend, so
 // that spans freed by threads that then went quiet return to the OS on the
 // decay's schedule.
