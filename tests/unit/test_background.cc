@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "tests/support/opaque.h"
 #include "tests/support/proc_self.h"
 #include "tests/support/run_self.h"
 
@@ -223,6 +224,26 @@ TEST(Mallctl, AnswersAsJemallocDoes) {
   bool on = false;
   size_t bsz = sizeof on;
   EXPECT_EQ(hak_mallctl("background_thread", &on, &bsz, nullptr, 0), 0);
+}
+
+// "background_thread" reads back what it was set to, as jemalloc's does:
+// on once the thread runs (it starts at the next slow path), off once
+// paused, and a write returns the old value. (make mutate: a reading that
+// said "paused" for "running" passed every test before this one.)
+TEST(Mallctl, BackgroundThreadReadsBackItsSetting) {
+  const char* env = getenv("HAKMEM_BACKGROUND");
+  if (env != nullptr && strcmp(env, "0") == 0) GTEST_SKIP() << "HAKMEM_BACKGROUND=0 overrides the program";
+  bool on = true, was = false;
+  size_t sz = sizeof was;
+  ASSERT_EQ(hak_mallctl("background_thread", nullptr, nullptr, &on, sizeof on), 0);
+  free(malloc(test_support::opaque_size(3 << 20)));  // a slow path: the thread starts
+  EXPECT_EQ(hak_mallctl("background_thread", &was, &sz, nullptr, 0), 0);
+  EXPECT_TRUE(was) << "asked for and started, but read as off";
+  on = false;
+  EXPECT_EQ(hak_mallctl("background_thread", &was, &sz, &on, sizeof on), 0);
+  EXPECT_TRUE(was) << "a write returns the old value";
+  EXPECT_EQ(hak_mallctl("background_thread", &was, &sz, nullptr, 0), 0);
+  EXPECT_FALSE(was) << "paused, but read as on";
 }
 
 // Programs linked to jemalloc call `mallctl`; under LD_PRELOAD the drop-in

@@ -231,6 +231,11 @@ TEST(Stats, MallocInfoIsXml) {
   EXPECT_EQ(xml.rfind("<malloc", 0), 0u) << xml;
   EXPECT_NE(xml.find("</malloc>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("to=\"5120\""), std::string::npos) << "the class of a live 5000-byte block is missing\n" << xml;
+  // Its range starts right above the class below it, as glibc's bins do.
+  const int cls = hakmem::size_to_class(5000);
+  const std::string range = "from=\"" + std::to_string(hakmem::class_size(cls - 1) + 1) + "\" to=\"" +
+                            std::to_string(hakmem::class_size(cls)) + "\"";
+  EXPECT_NE(xml.find(range), std::string::npos) << "no element " << range << "\n" << xml;
   // Balanced: every opened element is closed (or self-closing).
   size_t opens = 0, closes = 0, selfs = 0;
   for (size_t i = 0; i + 1 < xml.size(); ++i) {
