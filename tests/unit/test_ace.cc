@@ -308,6 +308,33 @@ TEST(Ace, DisabledMeansFixedDefaults) {
   expect_pinned("HAKMEM_ACE=0", 3);
 }
 
+// The twelve arms are the grid ace.cc documents: the default batch scaled
+// by 1/2, 1, 2 or 4 (rows), times a capacity of 2, 8 or 32 batches
+// (columns), the capacity held to 2048 blocks and to the class's byte
+// budget (2 MiB for blocks up to 1 KiB, 256 KiB above; never below the
+// default capacity, nor below the batch). (make mutate: one arm's batch or
+// capacity could change and every other test passed.)
+TEST(Ace, ArmsFormTheDocumentedGrid) {
+  REQUIRE_ACE();
+  ASSERT_EQ(hakmem::kAceArms, 12u);
+  const uint32_t halves[4] = {1, 2, 4, 8};
+  const uint32_t batches_held[3] = {2, 8, 32};
+  for (int c = 0; c < kNumClasses; ++c) {
+    const ClassPolicy d = ace().default_policy(c);
+    const size_t size = hakmem::class_size(c);
+    uint32_t budget = static_cast<uint32_t>((size > 1024 ? 256 << 10 : 2 << 20) / size);
+    if (budget < d.cap) budget = d.cap;
+    for (uint32_t arm = 0; arm < 12; ++arm) {
+      const uint32_t batch = std::max<uint32_t>(1, d.batch * halves[arm / 3] / 2);
+      uint32_t cap = std::min<uint32_t>(batch * batches_held[arm % 3], 2048);
+      if (cap > budget) cap = std::max(budget, batch);
+      const ClassPolicy a = ace().arm_policy(c, arm);
+      EXPECT_EQ(a.batch, batch) << "class " << size << " B, arm " << arm;
+      EXPECT_EQ(a.cap, cap) << "class " << size << " B, arm " << arm;
+    }
+  }
+}
+
 TEST(Ace, OneArmPinnedForEveryClass) {
   REQUIRE_ACE();
   expect_pinned("HAKMEM_ACE_ARM=0", 0);
