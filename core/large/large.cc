@@ -224,20 +224,19 @@ void huge_free(HugeHeader* h) {
   g_huge.bytes += map_size;
 }
 
-}  // namespace
-
 // The units a span of `size` usable bytes takes, its guard page included
 // (backend_span_guard_bytes).
-uint32_t large_span_units(size_t size) {
+uint32_t span_units(size_t size) {
   uint32_t units = static_cast<uint32_t>((size + backend_span_guard_bytes() + kUnitSize - 1) >> kUnitShift);
   return units == 0 ? 1 : units;
 }
 
-namespace {
-constexpr uintptr_t kParkUnitsMask = kUnitSize - 1;
-static_assert((kParkMax >> kUnitShift) <= kParkUnitsMask, "a span's units fit below its 64 KiB alignment");
 }  // namespace
 
+static_assert((kParkMax >> kUnitShift) <= kUnitOffsetMask, "a span's units fit below its 64 KiB alignment");
+namespace {
+void* parked_span_start(uintptr_t word) { return reinterpret_cast<void*>(word & ~kUnitOffsetMask); }
+}  // namespace
 
 uintptr_t large_park(void* p) {
   const uint32_t units = span_park(p, static_cast<uint32_t>(kParkMax >> kUnitShift));
@@ -248,14 +247,14 @@ uintptr_t large_park(void* p) {
 }
 
 void* large_unpark(uintptr_t word) {
-  void* p = reinterpret_cast<void*>(word & ~kParkUnitsMask);
+  void* p = parked_span_start(word);
   span_unpark(p);
   HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kTls, contracts::Place::kUser));
   return p;
 }
 
 void large_free_parked(uintptr_t word) {
-  void* p = reinterpret_cast<void*>(word & ~kParkUnitsMask);
+  void* p = parked_span_start(word);
   span_unpark(p);
   HAK_CONTRACT(contracts::big_block_moved(p, contracts::Place::kTls, contracts::Place::kSlab));
   backend_free_run(span_at(p));
@@ -264,7 +263,7 @@ void large_free_parked(uintptr_t word) {
 void* large_alloc(size_t size, size_t align, bool* zeroed) {
   if (align < kOsPageSize) align = kOsPageSize;
   if (size <= kLargeMax && align <= kLargeMax) {  // with a guard, up to 33 units
-    uint32_t units = large_span_units(size);
+    uint32_t units = span_units(size);
     uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
     Run* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
     if (run == nullptr) return nullptr;
@@ -309,7 +308,7 @@ bool large_resize_in_place(void* p, size_t new_size) {
   Run* run = span_at(p);
   if (run == nullptr) return false;
   size_t old_size = run->large_size;
-  uint32_t units = large_span_units(new_size);
+  uint32_t units = span_units(new_size);
   if (!backend_resize_run(run, units)) return false;
   size_t now = run->large_size;
   if (now > old_size) g_counters.large_live_bytes.add(now - old_size);

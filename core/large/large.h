@@ -38,22 +38,19 @@ void* huge_resize(void* p, size_t new_size);
 // thread's cache (refill_span_park) instead of going back to the backend:
 // its trip through the backend -- the backend lock, a search of the
 // segments, its units' entries written twice -- cost a malloc + free of 256
-// KiB about 90 ns; a parked span comes back for two atomic operations on
-// its thread's slot. Its run stays claimed and tagged kTagLargeParked, so
+// KiB about 90 ns; a parked span comes back for one atomic exchange on its
+// thread's slot. Its run stays claimed and tagged kTagLargeParked, so
 // that a second free of it, malloc_usable_size and hak_owns all see no
 // block. Off in the hardened variant (a freed span is cleared and its reuse
 // must not be predictable) and under the memory checkers (which must see
 // it freed). A span's word: its start (64 KiB aligned) | its units.
 constexpr size_t kParkMax = size_t{1} << 20;
 constexpr bool kParkSpans = !kHardened && !kMemoryChecker;
-// The units of a span of `size` usable bytes, its guard page included
-// (backend_span_guard_bytes).
-uint32_t large_span_units(size_t size);
-// The same for a span that may be parked (kParkSpans: no guard pages), and
-// a parked span's usable size: inline, as a park and a take are a few
-// dozen instructions each.
+// The units of a span of `size` usable bytes that may be parked
+// (kParkSpans: no guard pages), and a parked span's usable size: inline,
+// as a park and a take are a few dozen instructions each.
 HAK_INLINE uint32_t large_park_units(size_t size) { return static_cast<uint32_t>((size + kUnitSize - 1) >> kUnitShift); }
-HAK_INLINE size_t large_parked_usable(uintptr_t word) { return static_cast<size_t>(word & (kUnitSize - 1)) << kUnitShift; }
+HAK_INLINE size_t large_parked_usable(uintptr_t word) { return static_cast<size_t>(word & kUnitOffsetMask) << kUnitShift; }
 // Parks p if it is the start of a live span of at most kParkMax bytes, and
 // returns its word; else 0 and nothing changes. The caller counts it freed.
 uintptr_t large_park(void* p);

@@ -20,6 +20,7 @@ constexpr size_t kTinyMax = 1024;
 constexpr size_t kSlabMax = 128 * 1024;    // the mid limit: above it, the large box
 constexpr size_t kUnitShift = 16;          // a segment is cut into 64 KiB units
 constexpr size_t kUnitSize = size_t{1} << kUnitShift;
+constexpr uintptr_t kUnitOffsetMask = kUnitSize - 1;  // an address's bits below its unit
 
 struct ClassInfo {
   // free()'s block test, one multiply and one compare (class_block_test).

@@ -597,14 +597,13 @@ namespace {
 UnitEntry* run_head_entry(const void* p, uint8_t tag) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
   const UnitEntry* entry = unit_entry_of(p);
-  if (entry == nullptr || __atomic_load_n(&entry->tag, __ATOMIC_RELAXED) != tag) return nullptr;
+  if (entry == nullptr || entry_tag(*entry) != tag) return nullptr;
   if (addr + entry->minus_run_start != 0) return nullptr;  // not the run's first byte
   return const_cast<UnitEntry*>(entry);
 }
 Run* run_of_head(const void* p) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  Segment* seg = in_arena(addr) ? reinterpret_cast<Segment*>(g_arena.headers_base + ((addr - g_arena.base) >> kSegmentShift) * kHeaderStride)
-                                : segment_lookup(p);
+  Segment* seg = in_arena(addr) ? arena_segment_header(addr) : segment_lookup(p);
   return &seg->runs[unit_of(p)];
 }
 }  // namespace

@@ -217,10 +217,14 @@ HAK_INLINE UnitEntry* segment_units(Segment* s) {
 }
 // The header of the segment holding p if p lies in a live hakmem segment,
 // else nullptr. Safe for any address.
+// The header of the arena slot holding `addr` (in_arena(addr)).
+HAK_INLINE Segment* arena_segment_header(uintptr_t addr) {
+  return reinterpret_cast<Segment*>(g_arena.headers_base + ((addr - g_arena.base) >> kSegmentShift) * kHeaderStride);
+}
 HAK_INLINE Segment* segment_lookup(const void* p) {
   if (segmap_kind(p) != kSlotSegment) return nullptr;
   const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
-  if (in_arena(addr)) return reinterpret_cast<Segment*>(g_arena.headers_base + ((addr - g_arena.base) >> kSegmentShift) * kHeaderStride);
+  if (in_arena(addr)) return arena_segment_header(addr);
   return reinterpret_cast<Segment*>(addr & ~kSegmentMask);
 }
 // The entry of p's unit if p lies in a live hakmem segment, else nullptr.

@@ -244,13 +244,12 @@ inline void tls_bin_reset(ThreadCache& tc, int cls) {
 // fills an empty one with a plain store; whoever empties one does it with
 // an exchange, so a span leaves its slot exactly once: one locked
 // instruction per park and take, not two. The span's length in units sits
-// below its 64 KiB alignment.
-constexpr uintptr_t kParkedUnitsMask = kUnitSize - 1;
+// below its 64 KiB alignment (kUnitOffsetMask).
 // A parked span of `units` units from this thread's slots, or 0.
 inline uintptr_t tls_span_take(uint32_t units) {
   for (uintptr_t& slot : t_cache.parked_spans) {
     const uintptr_t word = __atomic_load_n(&slot, __ATOMIC_RELAXED);
-    if (word != 0 && (word & kParkedUnitsMask) == units)
+    if (word != 0 && (word & kUnitOffsetMask) == units)
       return __atomic_exchange_n(&slot, 0, __ATOMIC_ACQUIRE);  // 0: a decay pass took it first
   }
   return 0;
