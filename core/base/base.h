@@ -279,14 +279,15 @@ HAK_INLINE uint64_t* block_canary_slot(void* block, size_t class_bytes) {
   return reinterpret_cast<uint64_t*>(static_cast<char*>(block) + class_bytes - kCanaryBytes);
 }
 
-// Hardened: a block waiting in a quarantine is on no list: its mark is a
-// seal of the encoded link 0 (one fold, where a sealed null link takes two),
-// so block_is_free holds for it and a second free is caught all the same.
-HAK_INLINE void block_mark_quarantined(void* block) {
+// Hardened: a freed block in a thread's quarantine or bin is on no list:
+// its free mark is a seal of the encoded link 0 (one fold, where a sealed
+// null link takes two), so block_is_free holds for it and a second free is
+// caught all the same.
+HAK_INLINE void block_mark_free(void* block) {
   static_cast<uintptr_t*>(block)[0] = 0;
   static_cast<uintptr_t*>(block)[1] = block_seal(block, 0);
 }
-HAK_INLINE bool block_is_quarantined(const void* block) {
+HAK_INLINE bool block_is_marked_free(const void* block) {
   const uintptr_t* w = static_cast<const uintptr_t*>(block);
   return w[0] == 0 && w[1] == block_seal(block, 0);
 }

@@ -51,22 +51,26 @@ HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
 HAK_INLINE bool entry_holds_block_of_class(const UnitEntry& info, uintptr_t addr, int cls) {
   return info.tag == slab_tag(cls) && entry_is_block_start(info, addr);
 }
-// Hardened: `block` is the next one a list of class `cls` hands out. It must
-// be a block of that class, which a link forged without the keys could not
-// make sure of; that it is free (its link sealed) is checked where its link
-// is read, and a link damaged by a write after free fails there. A block in
-// the arena is checked inline (a call for every allocation cost more than
-// the check); others, and the fault, out of line.
+// Hardened: `block` came from a free list of class `cls` (a refill's batch,
+// whose links were checked as they were read): it must be a block of that
+// class, which a link forged without the keys could not make sure of. A
+// block in the arena is checked inline; others, and the fault, out of line.
 HAK_INLINE void hardened_check_class(void* block, int cls) {
   const uintptr_t addr = reinterpret_cast<uintptr_t>(block);
   const UnitEntry* info;
   if (HAK_LIKELY(arena_unit_entry(addr, info) && entry_holds_block_of_class(*info, addr, cls))) return;
   hardened_check_class_slow(block, cls);
 }
-// Hardened: a block of class `cls` leaves the free lists for the program's
-// hands: neither its encoded link nor its seal goes with it, and its canary
-// (if on) goes in.
+HAK_COLD void hardened_list_damaged(void* block, int cls) {
+  fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
+        class_size(cls), block);
+}
+// Hardened: a block of class `cls` leaves a thread's bin for the program's
+// hands. Its free mark (or sealed link) must still hold: a write after free
+// into its first words while it waited breaks it. Neither the mark nor the
+// link goes with it, and its canary (if on) goes in.
 HAK_INLINE void hardened_hand_out(void* block, int cls) {
+  if (HAK_UNLIKELY(!block_is_free(block))) hardened_list_damaged(block, cls);
   block_unseal(block);
   if (canary_bytes() != 0) *block_canary_slot(block, class_size(cls)) = block_canary(block);
 }
@@ -80,9 +84,6 @@ HAK_NOINLINE void free_flush(void* just_freed);
 // `bin_offset`: the bin's place in the thread cache (tls_bin_offset_*).
 HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
   TlsBin& bin = tls_bin_at_offset(bin_offset);
-  // Hardened: the block must be one of this class before its link is read
-  // (the read checks its seal: that it is free).
-  if (kHardened && bin.head != nullptr) hardened_check_class(bin.head, static_cast<int>(tls_bin_offset_class(bin_offset)));
   void* block = tls_cache_pop(bin);  // this thread's list: no lock, no atomic
   if (HAK_UNLIKELY(block == nullptr)) return small_alloc_slow(bin_offset);  // empty list: refill a batch
   if (kHardened) hardened_hand_out(block, static_cast<int>(tls_bin_offset_class(bin_offset)));
@@ -141,7 +142,7 @@ void* small_alloc_slow(size_t bin_offset) {
   }
   purge_thread_maybe_start();
   if (kHardened) {
-    hardened_check_class(p, cls);  // its seal was checked when its link was read
+    hardened_check_class(p, cls);
     hardened_hand_out(p, cls);
   }
   annotate_alloc(p, class_size(cls), false);
@@ -215,15 +216,19 @@ bool block_still_clear_after_link(const void* block, size_t size) {
 #endif
 
 // Hardened: free of a block that hakmem handed out (the block test said so).
-// A block whose link is sealed is free already: a double free, wherever the
-// block went since (another thread, the central pool, its slab, the
-// quarantine). Otherwise the block is cleared (its old contents must not
-// reach its next owner), sealed, and waits in the quarantine; the block
-// that leaves the quarantine goes to the bin.
+// A block that holds a free mark or a sealed link is free already: a double
+// free, wherever the block went since (a thread's bin, the quarantine, the
+// central pool, its slab). Otherwise the block is cleared (its old contents
+// must not reach its next owner), marked free, and waits in the quarantine;
+// the block that leaves the quarantine goes to the bin's array.
 void hardened_free(void* p, uint16_t bin_offset) {
   if (HAK_UNLIKELY(block_is_free(p))) fatal("hakmem: free(%p): double free; aborting", p);
   const int cls = bin_class(bin_offset, p);
 #if defined(HAKMEM_HARDENED)
+  TlsBin& bin = tls_bin(static_cast<size_t>(cls));
+  // A thread's first free registers it (and gives it its arrays); a thread
+  // past its exit hook has none, and its blocks go on alone.
+  const bool to_bin = tls_bin_has_slot(bin) || (refill_thread_ready() && tls_bin_has_slot(bin));
   const size_t size = class_size(cls);
   if (canary_bytes() != 0 && HAK_UNLIKELY(*block_canary_slot(p, size) != block_canary(p)))
     fatal("hakmem: free(%p): the %zu bytes after the block's %zu usable ones were overwritten (a heap overflow); aborting",
@@ -232,17 +237,20 @@ void hardened_free(void* p, uint16_t bin_offset) {
   // keeps all but its first 64 bytes (which the quarantine checks).
   if (g_config.zero_on_free) block_clear_after_link(p, size <= g_config.zero_whole_max ? size : kCheckedAfterFree);
   annotate_free(p, size);
-  if (g_config.quarantine && !t_cache.exited) {
-    block_mark_quarantined(p);
+  if (HAK_UNLIKELY(!to_bin)) return refill_free_direct(cls, p);
+  block_mark_free(p);
+  if (g_config.quarantine) {
     p = tls_quarantine_swap(cls, p);
     if (p == nullptr) return;
     // The block leaving has waited, marked (and cleared): a write after
     // free in the meantime broke its mark (or left bytes behind).
-    if (HAK_UNLIKELY(!block_is_quarantined(p) || (g_config.zero_on_free && !block_still_clear_after_link(p, size))))
+    if (HAK_UNLIKELY(!block_is_marked_free(p) || (g_config.zero_on_free && !block_still_clear_after_link(p, size))))
       fatal("hakmem: free: the block at %p was written after it was freed; aborting", p);
   }
+  if (HAK_UNLIKELY(!tls_cache_push(bin, p))) free_flush(p);
+#else
+  (void)cls;
 #endif
-  if (HAK_UNLIKELY(!tls_cache_push(tls_bin(static_cast<size_t>(cls)), p))) free_flush(p);
 }
 
 // A push returned false: over capacity, or the bin's free tick ran out (or both).

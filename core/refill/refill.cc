@@ -6,6 +6,7 @@
 #include "central/central.h"
 #include "contracts/contracts.h"
 #include "large/large.h"
+#include "os/os.h"
 #include "stats/stats.h"
 #include "tls_cache/tls_cache.h"
 
@@ -22,6 +23,30 @@ struct Registry {
 };
 Registry g_registry;
 pthread_key_t g_exit_key;
+
+#if defined(HAKMEM_HARDENED)
+// Slot arrays of exited threads (tls_cache.h: kHardenedSlotAreaBytes each),
+// for the next threads to register; linked through their first word,
+// guarded by g_registry.lock. Never unmapped: a thread's arrays are touched
+// only as deep as its bins ever filled.
+void* g_spare_slot_areas = nullptr;
+
+void* slot_area_take() {
+  {
+    LockGuard guard(g_registry.lock);
+    if (void* area = g_spare_slot_areas) {
+      g_spare_slot_areas = *static_cast<void**>(area);
+      *static_cast<void**>(area) = nullptr;
+      return area;
+    }
+  }
+  return os_map_aligned(kHardenedSlotAreaBytes, kOsPageSize);
+}
+void slot_area_put_locked(void* area) {
+  *static_cast<void**>(area) = g_spare_slot_areas;
+  g_spare_slot_areas = area;
+}
+#endif
 
 std::atomic<uint64_t> g_threads_registered{0};
 // Threads with a cache now: ACE prices a class's capacity by it (each of
@@ -67,6 +92,9 @@ void thread_exit(void*) {
     refill_flush_all();
     merge_counts(tc);
     registry_remove_locked(&tc);
+#if defined(HAKMEM_HARDENED)
+    if (void* area = tls_cache_slot_area(tc)) slot_area_put_locked(area);
+#endif
     g_threads_live.fetch_sub(1, std::memory_order_relaxed);
   }
   tls_cache_reset(tc);
@@ -94,6 +122,11 @@ HAK_COLD void exited_thread_flush(int cls) {
 }
 
 void thread_register() {
+#if defined(HAKMEM_HARDENED)
+  // The bins' arrays first: a thread without them keeps no blocks (its
+  // frees go straight to the central pool, refill_free_direct).
+  if (void* area = slot_area_take()) tls_cache_take_slots(area);
+#endif
   registry_add(&t_cache);
   t_cache.registered = true;
   pthread_setspecific(g_exit_key, &t_cache);  // non-null, so the destructor runs
@@ -205,6 +238,22 @@ void refill_flush(int cls) {
   ++t_cache.counters[cls].flushes;
   report_event(cls, AceEventKind::kFlush);
   shed_if_draining(bin, cls);
+}
+
+bool refill_thread_ready() {
+  if (HAK_LIKELY(t_cache.registered)) return true;
+  if (t_cache.exited) return false;
+  thread_register();
+  return true;
+}
+
+void refill_free_direct(int cls, void* block) {
+  BlockList one;
+  list_append(one, block);
+  list_close(one);
+  HAK_CONTRACT(contracts::list_moved(one.head, 1, contracts::Place::kUser, contracts::Place::kCentral));
+  central_give(cls, one);
+  g_counters.cls[cls].frees.add(1);
 }
 
 void* refill_span_take(size_t size) {

@@ -16,6 +16,13 @@ void refill_init();
 void* refill_alloc(int cls);
 // The slow half of free: the cache of `cls` is over capacity; flush a batch.
 void refill_flush(int cls);
+// Registers this thread (its cache, and the hardened variant's slot
+// arrays) if it has not yet; false for a thread whose exit hook has run.
+bool refill_thread_ready();
+// A freed block that no thread cache takes (hardened: a thread without
+// slot arrays, such as one past its exit hook) goes to the central pool on
+// its own, counted as a free.
+void refill_free_direct(int cls, void* block);
 // Sends every block in this thread's cache to the central pool, and its
 // parked spans to the backend.
 void refill_flush_all();

@@ -1,6 +1,7 @@
 // Box 1: the thread cache. Per thread and size class, a singly linked list
-// of free blocks (linked through their first word) and its room left. This
-// is the hot path: no locks, no atomics, no division.
+// of free blocks (linked through their first word) and its room left; the
+// hardened variant keeps the blocks in an array instead (kHardenedBinSlots).
+// This is the hot path: no locks, no atomics, no division.
 #pragma once
 
 #include "base/base.h"
@@ -11,6 +12,8 @@
 namespace hakmem {
 
 struct TlsBin {
+  // Release: the list's first block. Hardened: the bin's slot array
+  // (tls_bin_slots), out of the heap; nullptr until the thread registers.
   void* head;
   // cap - count. A push that drives it below zero means "over capacity":
   // one decrement and one sign test instead of a load, compare and store.
@@ -69,6 +72,20 @@ struct Quarantine {
   uint32_t fifo_next;
 };
 
+// The hardened variant keeps a bin's blocks in an array of pointers, not in
+// a list linked through the blocks: a write after free into a block in a
+// thread's cache then has no link to bend, and malloc reads no word of the
+// heap to find its next block, only the block's free mark (base.h). A
+// thread's arrays share one mapping of their own, taken when the thread
+// registers (refill) and recycled when it exits. A bin holds at most
+// kHardenedBinCap blocks by its policy (tls_bin_reshape); its array has
+// room for twice that, since a bin may hold more for a while (a shrunk
+// capacity, a drained quarantine, the push that goes over).
+constexpr uint32_t kHardenedBinSlots = 512;
+constexpr uint16_t kHardenedBinCap = kHardenedBinSlots / 2;
+constexpr size_t kHardenedSlotAreaBytes = size_t{kNumClasses} * kHardenedBinSlots * sizeof(void*);
+static_assert(kHardenedBinCap >= 2 * kQuarantineRandom + 2 * kQuarantineFifo, "a drained quarantine fits");
+
 // Spans the thread parked (freed by the program) and took back (handed out
 // again), counted here rather than in the shared large counters, whose
 // atomic adds cost a park and a take a third of their time. Written by the
@@ -103,6 +120,9 @@ struct ThreadCache {
 #if defined(HAKMEM_HARDENED)
   uint64_t random_state;  // tls_random; 0 until first use
   Quarantine quarantine[kNumClasses];
+  // Blocks a bin's array holds at most: kHardenedBinSlots once the thread
+  // has its slot arrays (tls_cache_take_slots), 0 before and after.
+  uint32_t slot_limit;
 #endif
 };
 
@@ -157,8 +177,18 @@ HAK_INLINE size_t tls_bin_offset_of_class(int cls) { return static_cast<size_t>(
 HAK_INLINE size_t tls_bin_slot(uint16_t offset) { return (offset / sizeof(TlsBin)) & (kTlsBinSlots - 1); }
 HAK_INLINE TlsBin& tls_bin_by_offset(uint16_t offset) { return t_cache.bins[tls_bin_slot(offset)]; }
 
+// Hardened: the bin's slot array; its first tls_bin_count(bin) slots hold
+// its blocks, the next to hand out last.
+HAK_INLINE void** tls_bin_slots(const TlsBin& bin) { return static_cast<void**>(bin.head); }
+
 // Pops a block, or returns nullptr when the list is empty.
 HAK_INLINE void* tls_cache_pop(TlsBin& bin) {
+  if (kHardened) {
+    const uint32_t count = tls_bin_count(bin);
+    if (HAK_UNLIKELY(count == 0)) return nullptr;
+    ++bin.room;
+    return tls_bin_slots(bin)[count - 1];
+  }
   void* block = bin.head;
   if (HAK_UNLIKELY(block == nullptr)) return nullptr;
   bin.head = block_next(block);  // the link lives in the free block itself
@@ -177,10 +207,16 @@ constexpr int64_t kFreesPerPoll = 256;
 // Pushes a block; returns false when the caller must take the slow path: the
 // list has grown past its capacity (tls_cache_over_capacity: flush a batch),
 // or the bin's free tick ran out (tls_cache_take_poll: poll the decay).
+// Hardened: the caller has made sure the array has a free slot
+// (tls_bin_has_slot).
 HAK_INLINE bool tls_cache_push(TlsBin& bin, void* block) {
   HAK_CONTRACT(contracts::block_enters_list(block, static_cast<size_t>(tls_bin_class(bin))));
-  block_set_next(block, bin.head);
-  bin.head = block;
+  if (kHardened) {
+    tls_bin_slots(bin)[tls_bin_count(bin)] = block;
+  } else {
+    block_set_next(block, bin.head);
+    bin.head = block;
+  }
   if (HAK_UNLIKELY(--bin.room < 0)) {
     --bin.free_tick;  // counted here so that the common path needs one test per counter
     return false;
@@ -207,6 +243,8 @@ HAK_INLINE bool tls_cache_take_poll(int cls) {
 
 // The bin takes on a capacity and a batch size (a policy); its room follows.
 HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
+  if (kHardened && cap > kHardenedBinCap) cap = kHardenedBinCap;
+  if (kHardened && batch > cap) batch = cap;
   const uint32_t count = tls_bin_count(bin);
   bin.cap = cap;
   bin.batch = batch;
@@ -215,8 +253,20 @@ HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
 // A closed list from the refill engine goes on top of the bin's list.
 inline void tls_bin_adopt(TlsBin& bin, BlockList list) {
   if (list.count == 0) return;
-  block_set_next(list.tail, bin.head);
-  bin.head = list.head;
+  if (kHardened) {
+    // Each link is checked as it is read; the blocks keep their seals, which
+    // mark them free. The list's first block goes on top.
+    const uint32_t count = tls_bin_count(bin);
+    if (HAK_UNLIKELY(count + list.count > kHardenedBinSlots))
+      fatal("hakmem: a thread cache of %zu-byte blocks is full; aborting", class_size(tls_bin_class(bin)));
+    void** slot = tls_bin_slots(bin) + count + list.count;
+    void* block = list.head;
+    for (uint32_t i = 1; i < list.count; ++i, block = block_next(block)) *--slot = block;
+    *--slot = block;
+  } else {
+    block_set_next(list.tail, bin.head);
+    bin.head = list.head;
+  }
   bin.room -= static_cast<int32_t>(list.count);
   bin.net_in += list.count;
 }
@@ -224,7 +274,20 @@ inline void tls_bin_adopt(TlsBin& bin, BlockList list) {
 // a walk over this thread's own list, outside any lock.
 inline BlockList tls_bin_cut(TlsBin& bin, uint32_t n) {
   if (n == 0) return BlockList{};
-  BlockList cut = list_cut(bin.head, n);
+  BlockList cut;
+  if (kHardened) {
+    // Each block's mark (or seal) is checked before a link overwrites it:
+    // a write after free while it waited in the bin stops the program here.
+    void** top = tls_bin_slots(bin) + tls_bin_count(bin);
+    for (uint32_t i = 0; i < n; ++i) {
+      void* block = *--top;
+      if (HAK_UNLIKELY(!block_is_free(block))) fatal("hakmem: a free list is damaged at %p (a write after free?); aborting", block);
+      list_append(cut, block);
+    }
+    list_close(cut);
+  } else {
+    cut = list_cut(bin.head, n);
+  }
   bin.room += static_cast<int32_t>(n);
   bin.net_in -= n;
   return cut;
@@ -323,6 +386,18 @@ inline ClassCounters tls_cache_counts(const ThreadCache& tc, int cls) {
 }
 
 #if defined(HAKMEM_HARDENED)
+// Whether the bin's array has a free slot: false before the thread has its
+// arrays (and after its exit hook ran), or should a bin ever fill one.
+HAK_INLINE bool tls_bin_has_slot(const TlsBin& bin) { return tls_bin_count(bin) < t_cache.slot_limit; }
+// The thread takes its slot arrays (`area`: kHardenedSlotAreaBytes), its
+// bins empty.
+inline void tls_cache_take_slots(void* area) {
+  for (int c = 0; c < kNumClasses; ++c) t_cache.bins[c].head = static_cast<void**>(area) + size_t{kHardenedBinSlots} * c;
+  t_cache.slot_limit = kHardenedBinSlots;
+}
+// The slot arrays of an emptied cache (nullptr: it had none).
+inline void* tls_cache_slot_area(const ThreadCache& tc) { return tc.slot_limit != 0 ? tc.bins[0].head : nullptr; }
+
 // A random word for this thread: a Weyl sequence (a counter stepped by an
 // odd constant) through a multiply-fold, as wyrand does; seeded at first
 // use from the kernel. Five instructions: it runs on every hardened free.
@@ -355,12 +430,13 @@ inline void* tls_quarantine_swap(int cls, void* block) {
 inline void tls_quarantine_drain(int cls) {
   Quarantine& q = t_cache.quarantine[cls];
   TlsBin& bin = t_cache.bins[cls];
-  auto drain = [&bin](void*& slot) {
+  auto drain = [&bin, cls](void*& slot) {
     if (slot == nullptr) return;
-    if (HAK_UNLIKELY(!block_is_quarantined(slot)))  // its mark broke while it waited
+    if (HAK_UNLIKELY(!block_is_marked_free(slot)))  // its mark broke while it waited
       fatal("hakmem: free: the block at %p was written after it was freed; aborting", slot);
-    block_set_next(slot, bin.head);
-    bin.head = slot;
+    if (HAK_UNLIKELY(!tls_bin_has_slot(bin)))
+      fatal("hakmem: a thread cache of %zu-byte blocks is full; aborting", class_size(cls));
+    tls_bin_slots(bin)[tls_bin_count(bin)] = slot;
     --bin.room;
     --bin.free_tick;
     slot = nullptr;

@@ -132,8 +132,10 @@ TEST_F(Hardened, WriteAfterFreeRedirectingMallocIsCaught) {
         << to_stack;
 }
 
-// The same write aimed at a block already in a thread's list (past the
-// quarantine): the allocation that would follow the damaged link stops.
+// The same write aimed at a block already in a thread's cache (past the
+// quarantine), or further on in a batch: the cache holds it in an array, out
+// of the heap, so there is no link to follow; its broken mark stops the
+// allocation that would hand it out, or the flush that would link it.
 TEST_F(Hardened, WriteAfterFreeIntoAListedLinkIsCaught) {
   EXPECT_DEATH(
       {

@@ -107,8 +107,9 @@ Probe run_probe(const std::string& env, long wait_ms) {
 // machine, up to 16.7 under CI's parallel tests; the hardened library 12-17
 // quiet, its quarantine, random carving or zeroing off alike. Held to 24
 // and 32 MiB until those caches are trimmed; without the thread it is 128.
+long idle_limit_kib() { return (hakmem_is_hardened() ? 32 : 24) * 1024; }
 TEST(Background, IdleProcessGivesItsMemoryBack) {
-  const long limit_kib = (hakmem_is_hardened() ? 32 : 24) * 1024;
+  const long limit_kib = idle_limit_kib();
   for (int run = 0; run < 3; ++run) {
     Probe p = run_probe("HAKMEM_DECAY_MS=200 HAKMEM_TEST_PROBE_RSS_KIB=" + std::to_string(limit_kib), 600);
     ASSERT_GT(p.loaded - p.before, 200 * 1024) << "the probe did not load the heap";
@@ -117,12 +118,15 @@ TEST(Background, IdleProcessGivesItsMemoryBack) {
   }
 }
 
-// The same without the purge thread: the memory stays until the next call.
-// (What makes the test above a test of the thread.)
+// The same without the purge thread: the memory stays until the next call,
+// above what the test above allows. (What makes that test a test of the
+// thread.) How much stays depends on how many decay passes the frees
+// themselves polled: 130-160 MiB of release's 300, 60-68 of the hardened
+// library's, whose frees clear each block and take longer.
 TEST(Background, WithoutThePurgeThreadAnIdleProcessKeepsItsMemory) {
   Probe p = run_probe("HAKMEM_DECAY_MS=200 HAKMEM_BACKGROUND=0", 600);
   ASSERT_GT(p.loaded - p.before, 200 * 1024);
-  EXPECT_GT(p.after - p.before, 64 * 1024) << "RSS " << p.before << " -> " << p.loaded << " -> " << p.after;
+  EXPECT_GT(p.after - p.before, idle_limit_kib()) << "RSS " << p.before << " -> " << p.loaded << " -> " << p.after;
 }
 
 // A single-threaded program that has not asked gets no thread of hakmem's
