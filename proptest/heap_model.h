@@ -151,8 +151,9 @@ struct Expect {
   int cls;  // the size class for slab blocks, -1 otherwise
 };
 
-// The hardened library's end-of-block canary: 8 bytes after a slab block's
-// usable ones, so a request takes the class 8 bytes above it
+// The hardened library's end-of-block canary: 8 bytes after the usable ones
+// of a block of a class up to kCanaryClassMax (3.5 KiB), so a request takes
+// the class 8 bytes above it, or the first class above those
 // (HAKMEM_HARDENED_CANARY, on unless 0; none in other builds).
 inline size_t model_canary_bytes() {
   static const size_t bytes = [] {
@@ -161,11 +162,19 @@ inline size_t model_canary_bytes() {
   }();
   return bytes;
 }
+inline size_t model_class_canary(int cls) {
+  return hakmem::class_size(cls) <= hakmem::kCanaryClassMax ? model_canary_bytes() : 0;
+}
+// The size whose class serves a request of n bytes, canary included.
+inline size_t model_request(size_t n) {
+  if (model_canary_bytes() == 0 || n > hakmem::kCanaryClassMax) return n;
+  return n + model_canary_bytes() <= hakmem::kCanaryClassMax ? n + model_canary_bytes() : hakmem::kCanaryClassMax + 1;
+}
 
 // What hak_malloc(n) hands out: slab classes up to 128 KiB, large spans up to
 // 2 MiB, huge mappings above.
 inline Expect expect_malloc(size_t n) {
-  if (n <= kMidMax && n + model_canary_bytes() <= kMidMax) return {RunKind::kSlab, hakmem::size_to_class(n + model_canary_bytes())};
+  if (n <= kMidMax) return {RunKind::kSlab, hakmem::size_to_class(model_request(n))};
   if (n <= kLargeMax) return {RunKind::kLarge, -1};
   return {RunKind::kHuge, -1};
 }
@@ -176,7 +185,7 @@ inline Expect expect_aligned(size_t align, size_t n) {
     if (align == 16 && n < 16) n = 16;
     return expect_malloc(n);
   }
-  int cls = hakmem::size_to_aligned_class(n <= kMidMax ? n + model_canary_bytes() : n, align);
+  int cls = hakmem::size_to_aligned_class(n <= kMidMax ? model_request(n) : n, align);
   if (cls >= 0) return {RunKind::kSlab, cls};
   if (n <= kLargeMax && align <= kLargeMax) return {RunKind::kLarge, -1};
   return {RunKind::kHuge, -1};
@@ -422,8 +431,8 @@ class HeapModel {
         fail("%p (%zu bytes, align %zu): tag class %d (%zu B), expected class %d (%zu B)", p, b.req, b.align, cls,
              class_size(cls), b.expect.cls, class_size(b.expect.cls));
       if (class_size(cls) < b.req) fail("%p: class %d (%zu B) smaller than the request %zu", p, cls, class_size(cls), b.req);
-      if (usable != class_size(cls) - model_canary_bytes())
-        fail("%p: usable size %zu, tag class size %zu (canary %zu)", p, usable, class_size(cls), model_canary_bytes());
+      if (usable != class_size(cls) - model_class_canary(cls))
+        fail("%p: usable size %zu, tag class size %zu (canary %zu)", p, usable, class_size(cls), model_class_canary(cls));
       if (run.kind != hakmem::RunKind::kSlab || run.cls != cls)
         fail("%p: slab descriptor kind %d class %d, tag class %d", p, static_cast<int>(run.kind), run.cls, cls);
       if (run.units != class_info(cls).slab_units || first + static_cast<int>(run.units) <= run.unit)

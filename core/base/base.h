@@ -261,15 +261,30 @@ HAK_INLINE bool block_is_free(const void* block) {
   return w[1] == block_seal(block, w[0]);
 }
 // ---- end-of-block canaries (hardened) ----
-// A small or mid block's last 8 bytes hold its canary, a keyed fold of its
-// address, from hand-out to free: its usable size is 8 bytes short of its
-// class's, and a request takes the class 8 bytes above it. free() checks
-// the canary before anything else touches the block, so a linear overflow
-// past the usable end (an off-by-one NUL included) stops the program at the
-// block's free; without the keys the overflow cannot write the value back.
-// Large spans and huge blocks end in guard pages instead.
+// A block's last 8 bytes hold its canary, a keyed fold of its address, from
+// hand-out to free, in every class up to kCanaryClassMax: its usable size
+// is 8 bytes short of its class's, and a request takes the class 8 bytes
+// above it. free() checks the canary before anything else touches the
+// block, so a linear overflow past the usable end (an off-by-one NUL
+// included) stops the program at the block's free; without the keys the
+// overflow cannot write the value back. Classes above 3.5 KiB have none:
+// writing a canary at a block's end touches its last page, which a program
+// that fills only the start of its 8-32 KiB buffers never does (peak RSS
+// 1.45x release's in glibc-thread with canaries in every class, 1.15x with
+// none), and it would push the common 4096-byte request into the 5 KiB
+// class. Large spans and huge blocks end in guard pages.
 constexpr size_t kCanaryBytes = 8;
+constexpr size_t kCanaryClassMax = 3584;
 HAK_INLINE size_t canary_bytes() { return kHardened && g_config.canary ? kCanaryBytes : 0; }
+// The canary bytes a block of a class of `class_bytes` holds (0 or 8).
+HAK_INLINE size_t class_canary_bytes(size_t class_bytes) { return class_bytes <= kCanaryClassMax ? canary_bytes() : 0; }
+// The size whose class serves a request of n bytes: n plus its canary where
+// the class has one; a request that would take a canaried class only
+// without its canary goes to the first class above them, which has none.
+HAK_INLINE size_t canary_request(size_t n) {
+  if (canary_bytes() == 0 || n > kCanaryClassMax) return n;
+  return n + kCanaryBytes <= kCanaryClassMax ? n + kCanaryBytes : kCanaryClassMax + 1;
+}
 // Its first byte is never 0, so that an off-by-one NUL (a string copied
 // one byte too long) always breaks it.
 HAK_INLINE uint64_t block_canary(const void* block) {

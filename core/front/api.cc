@@ -76,7 +76,7 @@ size_t live_usable_size(const void* p, const char* who) {
   if (cls >= 0) {
     if (kHardened && HAK_UNLIKELY(block_is_free(p)))
       fatal("hakmem: %s(%p): the block was freed already (use after free); aborting", who, p);
-    return class_size(cls) - canary_bytes();
+    return class_size(cls) - class_canary_bytes(class_size(cls));
   }
   return large_usable_size(p);  // freed spans and huge blocks are no blocks at all: 0
 }

@@ -72,7 +72,7 @@ HAK_COLD void hardened_list_damaged(void* block, int cls) {
 HAK_INLINE void hardened_hand_out(void* block, int cls) {
   if (HAK_UNLIKELY(!block_is_free(block))) hardened_list_damaged(block, cls);
   block_unseal(block);
-  if (canary_bytes() != 0) *block_canary_slot(block, class_size(cls)) = block_canary(block);
+  if (class_canary_bytes(class_size(cls)) != 0) *block_canary_slot(block, class_size(cls)) = block_canary(block);
 }
 HAK_NOINLINE void free_slow(void* p);
 HAK_NOINLINE void free_flush(void* just_freed);
@@ -95,7 +95,7 @@ HAK_INLINE void* alloc_from_bin(size_t bin_offset) {
 extern "C" void* hak_malloc(size_t size) {
   // Hardened: room for the canary after the program's bytes (spans and huge
   // blocks end in guard pages instead).
-  if (kHardened && size <= kSlabMax) size += canary_bytes();
+  if (kHardened && size <= kSlabMax) size = canary_request(size);
   // One compare for the tiny range, the common case; one table load gives
   // the bin straight from the size, without division or class arithmetic.
   if (HAK_LIKELY(size <= kTinyMax)) return alloc_from_bin(tls_bin_offset_tiny(size));
@@ -230,7 +230,7 @@ void hardened_free(void* p, uint16_t bin_offset) {
   // past its exit hook has none, and its blocks go on alone.
   const bool to_bin = tls_bin_has_slot(bin) || (refill_thread_ready() && tls_bin_has_slot(bin));
   const size_t size = class_size(cls);
-  if (canary_bytes() != 0 && HAK_UNLIKELY(*block_canary_slot(p, size) != block_canary(p)))
+  if (class_canary_bytes(size) != 0 && HAK_UNLIKELY(*block_canary_slot(p, size) != block_canary(p)))
     fatal("hakmem: free(%p): the %zu bytes after the block's %zu usable ones were overwritten (a heap overflow); aborting",
           p, kCanaryBytes, size - kCanaryBytes);
   // Before the checker poisons it. A block above HAKMEM_HARDENED_ZERO_MAX
@@ -342,7 +342,7 @@ void* hakmem::alloc_aligned(size_t align, size_t size, bool zero) {
     if (p != nullptr && zero) memset(p, 0, size);
     return p;
   }
-  int cls = size_to_aligned_class(kHardened && size <= kSlabMax ? size + canary_bytes() : size, align);
+  int cls = size_to_aligned_class(kHardened && size <= kSlabMax ? canary_request(size) : size, align);
   if (cls >= 0) {
     p = alloc_from_bin(tls_bin_offset_of_class(cls));
     if (p != nullptr && zero) memset(p, 0, size);

@@ -86,6 +86,7 @@ constexpr Tables build() {
 inline constexpr Tables kTables = build();
 
 static_assert(class_size(kNumClasses - 1) == kSlabMax, "the last class is the mid limit");
+static_assert(class_size(27) == kCanaryClassMax && class_size(28) == 4096, "canaries end at a class, below 4 KiB");
 static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 
 }  // namespace size_class_detail

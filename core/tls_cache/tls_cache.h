@@ -42,18 +42,20 @@ static_assert(kNumClasses <= kTlsBinSlots, "every class has a bin");
 // sees it, so it is reused at the earliest after as many more frees of its
 // class as the FIFO holds, and when is a matter of chance: a write after
 // free, or a double free after reuse, cannot count on the block's next
-// owner. Both parts hold 8 blocks of up to 2 KiB; larger classes use fewer
-// slots (a power of two, at least 1 each), so that at most 32 KiB of a
-// class waits per thread, or 1 + 1 blocks from 16 KiB up. 16 blocks of
-// 128 KiB each were 2 MiB a class; a budget of 128 KiB a class still held
-// 1.5 MiB more than release in a program that grows buffers by realloc
-// through every mid class, and 9 MiB more in mstress (bench/run).
+// owner. Both parts hold 8 blocks of up to 1 KiB; larger classes use fewer
+// slots (a power of two), so that at most 16 KiB of a class waits per
+// thread: 1 + 1 blocks of 8 KiB, and none of the classes above (like
+// spans, they are reused at once). 16 blocks of 128 KiB each were 2 MiB a
+// class; a budget of 128 KiB a class still held 1.5 MiB more than release
+// in a program that grows buffers by realloc through every mid class, and
+// 9 MiB more in mstress (bench/run); 32 KiB a class with at least 1 + 1
+// blocks of every class, 1.24x release's peak RSS in that program.
 constexpr int kQuarantineRandom = 8;
 constexpr int kQuarantineFifo = 8;
-constexpr uint32_t kQuarantineBytesPerPart = 16 << 10;
+constexpr uint32_t kQuarantineBytesPerPart = 8 << 10;
 constexpr uint32_t quarantine_depth_of(uint32_t block_size) {
   uint32_t depth = 8;
-  while (depth > 1 && depth * block_size > kQuarantineBytesPerPart) depth /= 2;
+  while (depth > 0 && depth * block_size > kQuarantineBytesPerPart) depth /= 2;
   return depth;
 }
 struct QuarantineDepths {
@@ -65,7 +67,8 @@ constexpr QuarantineDepths build_quarantine_depths() {
   return d;
 }
 inline constexpr QuarantineDepths kQuarantineDepths = build_quarantine_depths();
-static_assert(quarantine_depth_of(2 << 10) == 8 && quarantine_depth_of(16 << 10) == 1, "2 KiB and below: 8 + 8");
+static_assert(quarantine_depth_of(1 << 10) == 8 && quarantine_depth_of(8 << 10) == 1 && quarantine_depth_of(10 << 10) == 0,
+              "1 KiB and below: 8 + 8; above 8 KiB: none");
 struct Quarantine {
   void* random[kQuarantineRandom];
   void* fifo[kQuarantineFifo];
@@ -413,8 +416,10 @@ inline uint64_t tls_random() {
 // while it waits) into class `cls`'s quarantine; returns the block that
 // leaves it for the bin, or nullptr while the quarantine fills.
 inline void* tls_quarantine_swap(int cls, void* block) {
+  const uint32_t depth = kQuarantineDepths.depth[cls];
+  if (depth == 0) return block;  // a class above the quarantine's budget
   Quarantine& q = t_cache.quarantine[cls];
-  const uint32_t mask = kQuarantineDepths.depth[cls] - 1u;  // depths are powers of two
+  const uint32_t mask = depth - 1u;  // depths are powers of two
   void*& slot = q.random[tls_random() & mask];
   void* out = slot;
   slot = block;
