@@ -100,7 +100,7 @@ void* huge_install(char* base, size_t map_size, bool guards_up) {
   h->map_size = map_size;
   h->check = huge_check(user, map_size);
   if (!guards_up) huge_protect_prefix(base, true);
-  segmap_set(user, kSlotHuge);
+  segmap_mark_huge(user);
   g_counters.huge_allocs.add(1);
   g_counters.huge_live_bytes.add(map_size - huge_prefix());
   return user;
@@ -189,7 +189,7 @@ void* huge_alloc(size_t size, size_t align, bool* zeroed) {
 void huge_free(HugeHeader* h) {
   char* base = huge_base(h->user);
   size_t map_size = h->map_size;
-  segmap_set(h->user, kSlotForeign);
+  segmap_clear_huge(h->user);
   h->check = 0;  // a second free of the same pointer no longer matches
   h->user = nullptr;
   g_counters.huge_frees.add(1);
@@ -331,10 +331,10 @@ void* huge_resize(void* p, size_t new_size) {
     return nullptr;
   }
   if (moved != base) {
-    segmap_set(p, kSlotForeign);
+    segmap_clear_huge(p);
     h = huge_header(moved + huge_prefix());
     h->user = moved + huge_prefix();
-    segmap_set(h->user, kSlotHuge);
+    segmap_mark_huge(h->user);
   }
   h->map_size = map_size;
   h->check = huge_check(h->user, map_size);

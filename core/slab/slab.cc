@@ -148,6 +148,12 @@ Segment* segment_memory() {
   return s;
 }
 
+// Segments' slots are written under the backend lock, huge blocks' by the
+// block's owner (segmap_mark_huge).
+void segmap_set(const void* p, SegmapKind kind) {
+  __atomic_store_n(&g_arena.segmap[segmap_slot(p)], static_cast<uint8_t>(kind), __ATOMIC_RELAXED);
+}
+
 Segment* segment_create() {
   Segment* s = segment_memory();
   if (s == nullptr) return nullptr;
@@ -440,6 +446,18 @@ bool backend_resize_run(Run* run, uint32_t new_units) {
   run->large_size = (static_cast<size_t>(new_units) << kUnitShift) - backend_span_guard_bytes();
   if (new_units < units) maybe_purge_locked();
   return true;
+}
+
+void segmap_mark_huge(const void* user) {
+  if (HAK_UNLIKELY(segmap_kind(user) != kSlotForeign))
+    fatal("hakmem: the segment map's slot of a new huge block at %p is taken; aborting", user);
+  segmap_set(user, kSlotHuge);
+}
+
+void segmap_clear_huge(const void* user) {
+  if (HAK_UNLIKELY(segmap_kind(user) != kSlotHuge))
+    fatal("hakmem: the segment map's slot of the huge block at %p holds no huge block; aborting", user);
+  segmap_set(user, kSlotForeign);
 }
 
 void backend_init(uint64_t arena_max, const uint16_t bin_offsets[kNumClasses]) {

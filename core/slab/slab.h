@@ -74,9 +74,14 @@ HAK_INLINE uint8_t segmap_kind(const void* p) {
   return slot < kSegmapSlots ? __atomic_load_n(&g_arena.segmap[slot], __ATOMIC_RELAXED)
                              : static_cast<uint8_t>(kSlotForeign);
 }
-HAK_INLINE void segmap_set(const void* p, SegmapKind kind) {
-  __atomic_store_n(&g_arena.segmap[segmap_slot(p)], static_cast<uint8_t>(kind), __ATOMIC_RELAXED);
-}
+// The large box's huge blocks in the segment map, the one writer outside
+// this box: a huge block's user pointer marks its slot while the block
+// lives. A slot holds a huge block or a segment, never both (segments fill
+// their aligned slot whole); marking a slot that is not foreign, or
+// clearing one that holds no huge block, is a fault in hakmem's metadata
+// and stops the program.
+void segmap_mark_huge(const void* user);
+void segmap_clear_huge(const void* user);
 
 constexpr uint8_t kTagFree = 0x00;
 constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)

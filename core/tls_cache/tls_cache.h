@@ -253,7 +253,11 @@ HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
   bin.batch = batch;
   bin.room = static_cast<int32_t>(cap) - static_cast<int32_t>(count);  // below 0: the next frees flush on
 }
-// A closed list from the refill engine goes on top of the bin's list.
+#if defined(HAKMEM_HARDENED)
+inline void tls_slots_shuffle(void** slots, uint32_t n);
+#endif
+// A closed list from the refill engine goes on top of the bin's list
+// (hardened: in a random order, with HAKMEM_HARDENED_RANDOM).
 inline void tls_bin_adopt(TlsBin& bin, BlockList list) {
   if (list.count == 0) return;
   if (kHardened) {
@@ -266,6 +270,9 @@ inline void tls_bin_adopt(TlsBin& bin, BlockList list) {
     void* block = list.head;
     for (uint32_t i = 1; i < list.count; ++i, block = block_next(block)) *--slot = block;
     *--slot = block;
+#if defined(HAKMEM_HARDENED)
+    if (g_config.randomize) tls_slots_shuffle(slot, list.count);
+#endif
   } else {
     block_set_next(list.tail, bin.head);
     bin.head = list.head;
@@ -410,6 +417,21 @@ inline uint64_t tls_random() {
   x += 0xa0761d6478bd642fu;
   t_cache.random_state = x;
   return keyed_fold(x, 0xe7037ed1a0b428dbu, x);
+}
+
+// Hardened random slot selection on refill: a batch's blocks enter the
+// bin in a random order (Fisher-Yates), so that what malloc hands out next
+// depends neither on the order in which blocks were freed nor on the
+// central pool's: a program cannot line up a block it freed, or a
+// neighbour of one it overflows, to be the next one handed out. One draw
+// per block, on the refill's path only.
+inline void tls_slots_shuffle(void** slots, uint32_t n) {
+  for (uint32_t i = n; i > 1; --i) {
+    const uint32_t j = static_cast<uint32_t>((static_cast<unsigned __int128>(tls_random()) * i) >> 64);
+    void* t = slots[i - 1];
+    slots[i - 1] = slots[j];
+    slots[j] = t;
+  }
 }
 
 // Puts a freed block (marked free already: a second free of it is caught
