@@ -174,6 +174,32 @@ def load_micro(out, allocs):
     return res, names
 
 
+def load_reasons():
+    """bench/losses.txt: why hakmem is behind where it is, and the plan.
+
+    One entry per line, `name | reason`, where name is a workload or a
+    microbenchmark's name (or the start of one); '#' starts a comment.
+    """
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "losses.txt")
+    reasons = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#") or "|" not in line:
+                    continue
+                name, why = (x.strip() for x in line.split("|", 1))
+                reasons.append((name, why))
+    return reasons
+
+
+def reason_for(reasons, name):
+    for key, why in reasons:
+        if name == key or name.startswith(key + "/"):
+            return why
+    return None
+
+
 def table(headers, rows, align=None):
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
               for i, h in enumerate(headers)]
@@ -300,6 +326,7 @@ def main():
     out = args.out
     allocs = [a for a in args.allocators.split(",") if a]
     meta = read_meta(out)
+    reasons = load_reasons()
     runs, fails, workloads = load_runs(out)
     thr = summarise(runs, workloads, allocs, "ops_per_sec")
     thr_cpu = summarise(runs, workloads, allocs, "ops_per_cpu_sec")
@@ -359,6 +386,7 @@ def main():
             lose = []
             for t, c, m in zip(thr, thr_cpu, rss):
                 w = t["workload"]
+                before = len(lose)
                 if "hakmem" not in t["med"]:
                     lose.append(f"- {w}: hakmem FAILED")
                     continue
@@ -371,6 +399,9 @@ def main():
                 if not math.isnan(m["vs_best"]) and m["vs_best"] > 1.25:
                     lose.append(f"- {w}: peak RSS {m['vs_best']:.2f}x {m['best']}'s"
                                 f" ({mib(m['med']['hakmem'])} vs {mib(m['med'][m['best']])} MiB)")
+                why = reason_for(reasons, w)
+                if why and len(lose) > before:
+                    lose.append(f"  - why, and the plan: {why}")
             text = lose or ["- nowhere: hakmem is at least as fast as every peer and within 1.25x of the leanest"]
             report += ["Where hakmem loses (ops/sec below the best peer or glibc; peak RSS over 1.25x the leanest)"]
             report += text + [""]
@@ -437,6 +468,24 @@ def main():
         title = "Microbenchmarks (Google Benchmark): ns per item (lower is better; hakmem/best < 1 means hakmem wins)"
         report += [title, table(hdr, mrows), ""]
         md += [f"## {title}", "", md_table(hdr, mrows), ""]
+        if "hakmem" in mallocs:
+            behind = []
+            for n in names:
+                vals = micro[n]
+                peers = {a: vals[a] for a in mallocs if a not in OURS and a in vals}
+                if "hakmem" not in vals or not peers:
+                    continue
+                best = min(peers, key=peers.get)
+                if vals["hakmem"] > peers[best]:
+                    behind.append(f"- {n}: {vals['hakmem'] / peers[best]:.2f}x {best}'s time"
+                                  f" ({vals['hakmem']:.1f} vs {peers[best]:.1f} ns)")
+                    why = reason_for(reasons, n)
+                    if why:
+                        behind.append(f"  - why, and the plan: {why}")
+            text = behind or ["- nowhere"]
+            title = "Where hakmem loses: microbenchmarks (ns per item above the best peer's)"
+            report += [title] + text + [""]
+            md += [f"## {title}", ""] + text + [""]
 
     # ------------------------------------------------------------ REPORT.md
     head = ["# hakmem benchmark report", ""]
