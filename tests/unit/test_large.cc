@@ -95,6 +95,31 @@ TEST(Large, HugeCacheGrowsAMappingInsteadOfMappingAFreshOne) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
+// The huge cache keeps freed mappings up to 64 MiB in all (and 16 of them),
+// the oldest going first: of four 20 MiB blocks freed, the last three stay
+// cached, and a 40 MiB one fits alone. Untouched blocks: the cache's budget
+// is address space here, not RSS. (make mutate: a 32 MiB budget passed
+// every test.)
+TEST(Large, HugeCacheHoldsUpTo64MiB) {
+  const char* decay = getenv("HAKMEM_DECAY_MS");
+  if (decay != nullptr && strcmp(decay, "0") == 0) GTEST_SKIP() << "HAKMEM_DECAY_MS=0 caches nothing";
+  hak_trim();
+  void* v[4];
+  for (void*& p : v) ASSERT_NE(p = malloc(20 * MiB), nullptr);
+  for (void* p : v) free(p);
+  hak_stats s;
+  hak_stats_get(&s);
+  EXPECT_GE(s.huge_cached_bytes, 60 * MiB) << "fewer than the last three 20 MiB blocks stayed cached";
+  EXPECT_LE(s.huge_cached_bytes, 64 * MiB) << "the cache holds more than its budget";
+  hak_trim();
+  void* big = malloc(40 * MiB);
+  ASSERT_NE(big, nullptr);
+  free(big);
+  hak_stats_get(&s);
+  EXPECT_GE(s.huge_cached_bytes, 40 * MiB) << "a 40 MiB block was not cached";
+  hak_trim();
+}
+
 // A cached mapping far larger than the request is cut to size: a small huge
 // block must not pin a large one's pages.
 TEST(Large, SmallHugeRequestDoesNotPinALargeCachedMapping) {
