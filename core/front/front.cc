@@ -51,6 +51,12 @@ HAK_NOINLINE void hardened_free(void* p, uint16_t bin_offset);
 HAK_INLINE bool entry_holds_block_of_class(const UnitEntry& info, uintptr_t addr, int cls) {
   return info.tag == slab_tag(cls) && entry_is_block_start(info, addr);
 }
+// Hardened: a block that a list or bin of class `cls` would hand out is not
+// a free block of that class.
+[[noreturn]] HAK_COLD void hardened_list_damaged(void* block, int cls) {
+  fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
+        class_size(cls), block);
+}
 // Hardened: `block` came from a free list of class `cls` (a refill's batch,
 // whose links were checked as they were read): it must be a block of that
 // class, which a link forged without the keys could not make sure of. A
@@ -60,10 +66,6 @@ HAK_INLINE void hardened_check_class(void* block, int cls) {
   const UnitEntry* info;
   if (HAK_LIKELY(arena_unit_entry(addr, info) && entry_holds_block_of_class(*info, addr, cls))) return;
   hardened_check_class_slow(block, cls);
-}
-HAK_COLD void hardened_list_damaged(void* block, int cls) {
-  fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
-        class_size(cls), block);
 }
 // Hardened: a block of class `cls` leaves a thread's bin for the program's
 // hands. Its free mark (or sealed link) must still hold: a write after free
@@ -161,8 +163,7 @@ int bin_class(uint16_t bin_offset, const void* p) {
 void hardened_check_class_slow(void* block, int cls) {
   const UnitEntry* info = unit_entry_of(block);
   if (HAK_UNLIKELY(info == nullptr || !entry_holds_block_of_class(*info, reinterpret_cast<uintptr_t>(block), cls)))
-    fatal("hakmem: malloc: the free list of %zu-byte blocks is damaged at %p (a write after free?); aborting",
-          class_size(cls), block);
+    hardened_list_damaged(block, cls);
 }
 
 #if defined(HAKMEM_HARDENED)

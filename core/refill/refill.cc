@@ -102,8 +102,9 @@ void thread_exit(void*) {
   tc.exited = true;  // later calls go straight to the central pool (see below)
 }
 
-// After the exit hook: one block at a time through the central pool, counted
-// straight into the totals.
+// After the exit hook (or, hardened, without slot arrays: their mapping
+// failed): one block at a time through the central pool, counted straight
+// into the totals.
 HAK_COLD void* exited_thread_alloc(int cls) {
   BlockList got = central_take(cls, 1);
   if (got.count == 0) return nullptr;
@@ -203,6 +204,7 @@ void* refill_alloc(int cls) {
     if (t_cache.exited) return exited_thread_alloc(cls);
     thread_register();
   }
+  if (HAK_UNLIKELY(!tls_cache_holds_blocks())) return exited_thread_alloc(cls);
   TlsBin& bin = t_cache.bins[cls];
   adopt_policy(bin, cls);
   const BlockList batch = central_take(cls, bin.batch);

@@ -244,6 +244,22 @@ HAK_INLINE bool tls_cache_take_poll(int cls) {
 // room equal to its capacity less its count, and net_in (what the refill
 // engine brought in less what it took out) true.
 
+// Hardened: a bin's array would overflow, which its capacity (at most half
+// the array) rules out unless hakmem's own bookkeeping is broken.
+[[noreturn]] HAK_COLD inline void tls_bin_full(int cls) {
+  fatal("hakmem: a thread cache of %zu-byte blocks is full; aborting", class_size(cls));
+}
+// Whether this thread's cache can hold blocks: the hardened variant's needs
+// its slot arrays (tls_cache_take_slots), which a thread lacks before it
+// registers, after its exit hook, and should their mapping have failed.
+HAK_INLINE bool tls_cache_holds_blocks() {
+#if defined(HAKMEM_HARDENED)
+  return t_cache.slot_limit != 0;
+#else
+  return true;
+#endif
+}
+
 // The bin takes on a capacity and a batch size (a policy); its room follows.
 HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
   if (kHardened && cap > kHardenedBinCap) cap = kHardenedBinCap;
@@ -264,8 +280,7 @@ inline void tls_bin_adopt(TlsBin& bin, BlockList list) {
     // Each link is checked as it is read; the blocks keep their seals, which
     // mark them free. The list's first block goes on top.
     const uint32_t count = tls_bin_count(bin);
-    if (HAK_UNLIKELY(count + list.count > kHardenedBinSlots))
-      fatal("hakmem: a thread cache of %zu-byte blocks is full; aborting", class_size(tls_bin_class(bin)));
+    if (HAK_UNLIKELY(count + list.count > kHardenedBinSlots)) tls_bin_full(tls_bin_class(bin));
     void** slot = tls_bin_slots(bin) + count + list.count;
     void* block = list.head;
     for (uint32_t i = 1; i < list.count; ++i, block = block_next(block)) *--slot = block;
@@ -461,8 +476,7 @@ inline void tls_quarantine_drain(int cls) {
     if (slot == nullptr) return;
     if (HAK_UNLIKELY(!block_is_marked_free(slot)))  // its mark broke while it waited
       fatal("hakmem: free: the block at %p was written after it was freed; aborting", slot);
-    if (HAK_UNLIKELY(!tls_bin_has_slot(bin)))
-      fatal("hakmem: a thread cache of %zu-byte blocks is full; aborting", class_size(cls));
+    if (HAK_UNLIKELY(!tls_bin_has_slot(bin))) tls_bin_full(cls);
     tls_bin_slots(bin)[tls_bin_count(bin)] = slot;
     --bin.room;
     --bin.free_tick;
