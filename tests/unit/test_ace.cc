@@ -2,16 +2,10 @@
 // learner's activity. ace_policy() and friends are internal (hidden in
 // libhakmem.so), so this test finds them in the library's symbol table and
 // calls the very code the allocator runs.
-#include <dlfcn.h>
-#include <elf.h>
-#include <fcntl.h>
-#include <link.h>
 #include <spawn.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +20,7 @@
 #include "ace/ace.h"
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "tests/support/hidden_symbol.h"
 
 extern char** environ;
 
@@ -36,49 +31,7 @@ using hakmem::ClassPolicy;
 using hakmem::class_size;
 using hakmem::kNumClasses;
 
-// ---- finding hidden functions of libhakmem.so ------------------------------
-
-// Looks `name` up in the .symtab of the object that defines hak_malloc and
-// returns its run-time address, or nullptr.
-void* hidden_symbol(const char* name) {
-  Dl_info info;
-  struct link_map* map = nullptr;
-  if (dladdr1(reinterpret_cast<void*>(&hak_malloc), &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) == 0 ||
-      map == nullptr)
-    return nullptr;
-  int fd = open(info.dli_fname, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return nullptr;
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    close(fd);
-    return nullptr;
-  }
-  size_t len = static_cast<size_t>(st.st_size);
-  void* mem = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (mem == MAP_FAILED) return nullptr;
-  const char* base = static_cast<const char*>(mem);
-  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
-  void* result = nullptr;
-  if (memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_shoff != 0) {
-    const auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
-    for (int i = 0; i < eh->e_shnum && result == nullptr; ++i) {
-      if (sh[i].sh_type != SHT_SYMTAB) continue;
-      const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
-      size_t count = sh[i].sh_size / sizeof(Elf64_Sym);
-      const char* strtab = base + sh[sh[i].sh_link].sh_offset;
-      for (size_t k = 0; k < count; ++k) {
-        if (ELF64_ST_TYPE(syms[k].st_info) != STT_FUNC || syms[k].st_value == 0) continue;
-        if (strcmp(strtab + syms[k].st_name, name) == 0) {
-          result = reinterpret_cast<void*>(map->l_addr + syms[k].st_value);
-          break;
-        }
-      }
-    }
-  }
-  munmap(mem, len);
-  return result;
-}
+using test_support::hidden_symbol;  // hidden functions of libhakmem.so
 
 struct Ace {
   ClassPolicy (*policy)(int) = nullptr;
@@ -216,6 +169,115 @@ TEST(Ace, TheLearnerSettlesOnTheCheapestArm) {
       }
       if (epoch >= 500 && cheap) ++in_force_late;
     }
+    _exit(in_force_late >= 400 ? 0 : 1 + in_force_late / 4);  // the exit status says how often, in fours
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "arm 0 in force in about " << (WEXITSTATUS(status) - 1) * 4
+                                    << " of the last 500 epochs";
+}
+
+// In a forked child, feeds class `cls` `epochs` epochs of events (64 slow
+// events each, the policy read before each event and a learning step after
+// it, so that every event is charged to the arm it was made under): under
+// arm 0's policy each event reports `cheap_ops` operations, under any other
+// `dear_ops(k)` for the k-th event. Calls `after_event(policy before,
+// policy after)` after each event and `after_epoch(policy)` after each 64
+// events. Makes no allocation: no other class's events reach the learner.
+template <typename DearOps, typename AfterEvent, typename AfterEpoch>
+void feed_the_learner(int cls, int epochs, uint32_t cheap_ops, DearOps dear_ops, AfterEvent after_event,
+                      AfterEpoch after_epoch) {
+  const ClassPolicy cheapest = ace().arm_policy(cls, 0);
+  uint64_t k = 0;
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    ClassPolicy p = ace().policy(cls);
+    for (int e = 0; e < 64; ++e, ++k) {
+      const bool cheap = p.batch == cheapest.batch && p.cap == cheapest.cap;
+      ace().record(hakmem::AceEvent{cheap ? cheap_ops : dear_ops(k), static_cast<uint8_t>(cls),
+                                    hakmem::AceEventKind::kRefill, 1});
+      ace().learn_step();
+      const ClassPolicy q = ace().policy(cls);
+      after_event(p, q);
+      p = q;
+    }
+    after_epoch(p);
+  }
+}
+
+bool same_policy(ClassPolicy a, ClassPolicy b) { return a.batch == b.batch && a.cap == b.cap; }
+
+// policy_changes counts the epochs after which a class's arm changed, and
+// only those. The 768-byte class's twelve arms are twelve different
+// policies, so every change of arm shows as a change of the policy in
+// force: in a child, the learner settles on a clearly cheapest arm (many
+// epochs keep their arm, some explore), and the count must equal the
+// changes seen. (make mutate: a count of the epochs that kept their arm
+// instead passed every test before this one, which asked only that it grew.)
+TEST(Ace, PolicyChangesCountTheArmChangesExactly) {
+  REQUIRE_ACE();
+  const int cls = hakmem::size_to_class(768);
+  for (uint32_t a = 0; a < hakmem::kAceArms; ++a)
+    for (uint32_t b = 0; b < a; ++b)
+      ASSERT_FALSE(same_policy(ace().arm_policy(cls, a), ace().arm_policy(cls, b)))
+          << "arms " << b << " and " << a << " of the 768-byte class are one policy";
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    close(out[0]);
+    ace().learn_step();  // events the parent left in the ring (of any class) learned first
+    const uint64_t before = ace_stats_now().policy_changes;
+    uint64_t seen = 0;
+    feed_the_learner(
+        cls, 300, 1000, [](uint64_t) { return 1u; },
+        [&seen](ClassPolicy p, ClassPolicy q) { seen += !same_policy(p, q); }, [](ClassPolicy) {});
+    const uint64_t counted = ace_stats_now().policy_changes - before;
+    char line[64];
+    const int n = snprintf(line, sizeof line, "%llu %llu", static_cast<unsigned long long>(seen),
+                           static_cast<unsigned long long>(counted));
+    _exit(write(out[1], line, static_cast<size_t>(n)) == n ? 0 : 1);
+  }
+  close(out[1]);
+  char line[64] = {};
+  const ssize_t got = read(out[0], line, sizeof line - 1);
+  close(out[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  unsigned long long seen = 0, counted = 0;
+  ASSERT_TRUE(got > 0 && sscanf(line, "%llu %llu", &seen, &counted) == 2) << line;
+  printf("%llu changes of arm seen, %llu counted\n", seen, counted);  // also when the test passes
+  EXPECT_GE(seen, 12u) << "the learner hardly changed arms: the test proves little";
+  EXPECT_LE(seen, 200u) << "the learner changed arms at most epochs: the test proves little";
+  EXPECT_EQ(counted, seen) << "policy_changes says " << counted << ", the policy in force changed " << seen
+                           << " times in 300 epochs";
+}
+
+// The exploration bonus scales with the spread of the arms' mean costs, not
+// with their level: costs of 1.0 and 1.14 slow events per operation (a busy
+// class, whose slow path is hit every operation whatever the arm) must
+// settle as fast as costs of 0.001 and 1 (Ace.TheLearnerSettlesOnTheCheapestArm
+// below). Under arm 0 each event reports one operation; under the others one
+// event in eight reports none (any 64 events in a row: 56 operations).
+// (make mutate: a bonus scaled by hi + lo, 15 times the spread here, kept
+// the learner exploring, and passed every test before this one.)
+TEST(Ace, TheLearnerSettlesWhereCostsDifferLittle) {
+  REQUIRE_ACE();
+  const int cls = hakmem::size_to_class(768);
+  for (uint32_t a = 1; a < hakmem::kAceArms; ++a)
+    ASSERT_FALSE(same_policy(ace().arm_policy(cls, a), ace().arm_policy(cls, 0))) << "arm " << a << " is arm 0's";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const ClassPolicy cheapest = ace().arm_policy(cls, 0);
+    int epoch = 0, in_force_late = 0;
+    feed_the_learner(
+        cls, 1000, 1, [](uint64_t k) { return k % 8 == 0 ? 0u : 1u; }, [](ClassPolicy, ClassPolicy) {},
+        [&](ClassPolicy p) { in_force_late += epoch++ >= 500 && same_policy(p, cheapest); });
+    printf("arm 0 in force in %d of the last 500 epochs\n", in_force_late);  // also when the test passes
+    fflush(stdout);
     _exit(in_force_late >= 400 ? 0 : 1 + in_force_late / 4);  // the exit status says how often, in fours
   }
   int status = 0;

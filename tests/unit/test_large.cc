@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "large/large.h"
 #include "os/os.h"
 #include "tests/support/units.h"
 
@@ -230,6 +231,34 @@ TEST(Large, SpanReallocGrowsAndShrinksInPlace) {
   EXPECT_TRUE(intact(q, 150 * KiB, 1));
   EXPECT_EQ(hak_check_heap(), 0);
   free(q);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// The large box's limit itself (kLargeMax, 2 MiB) is a span's size: a span
+// grows in place up to it, the limit included. A span that can grow (fresh
+// units after it) grows to exactly 2 MiB without moving; should the units
+// after one be taken, another span tries, the first kept so that the next
+// lands elsewhere. (make mutate: growth refused at exactly the limit, so
+// that a realloc to 2 MiB copied, passed every test before this one.)
+TEST(Large, SpanGrowsInPlaceToExactlyTheLargeLimit) {
+  hak_trim();  // fresh segments: the units after a new span are free
+  std::vector<void*> moved;
+  bool in_place = false;
+  for (int attempt = 0; attempt < 8 && !in_place; ++attempt) {
+    void* p = malloc(1 * MiB + 64 * KiB);  // 17 units: too big to be parked, far from the limit
+    ASSERT_NE(p, nullptr);
+    fill(p, 1 * MiB, 5);
+    void* q = realloc(p, hakmem::kLargeMax);
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(intact(q, 1 * MiB, 5)) << "contents lost growing to the limit";
+    EXPECT_GE(malloc_usable_size(q), hakmem::kLargeMax);
+    in_place = q == p;
+    moved.push_back(q);
+  }
+  EXPECT_TRUE(in_place) << "no span of " << moved.size() << " grew in place to exactly " << hakmem::kLargeMax
+                        << " bytes";
+  EXPECT_EQ(hak_check_heap(), 0);
+  for (void* q : moved) free(q);
   EXPECT_EQ(hak_check_heap(), 0);
 }
 

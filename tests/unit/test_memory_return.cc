@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 
 #include "hakmem.h"
 #include "tests/support/proc_self.h"
+#include "tests/support/run_self.h"
 #include "tests/support/units.h"
 
 extern char** environ;
@@ -223,6 +225,110 @@ TEST(MemoryReturn, FreedLargeSpansLeaveRssAfterDecay) {
   EXPECT_GT(full, start + 2 * MiB);
   EXPECT_LT(end, start + 1 * MiB) << "RSS " << start / MiB << " -> " << full / MiB << " -> " << end / MiB
                                   << " MiB; " << s.bytes_dirty / MiB << " MiB dirty";
+}
+
+// ---- The dirty cap and the decay's age test, in fresh processes -----------
+
+void sleep_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) != 0) {
+  }
+}
+
+// Frees that hit the thread cache, enough to poll the decay (a bin polls it
+// every 256 frees) at least twice.
+void poll_the_decay_through_frees() {
+  for (int i = 0; i < 600; ++i) free(malloc(64));
+}
+
+uint64_t dirty_now() {
+  hak_stats s;
+  hak_stats_get(&s);
+  return s.bytes_dirty;
+}
+
+// Spans of 1.5 MiB: too big to wait parked in a thread cache, so a free
+// makes their units dirty in the backend at once.
+constexpr size_t kSpan = 1536 * KiB;
+
+// HAKMEM_TEST_PROBE=cap: 60 spans (90 MiB) freed one at a time after a
+// trim (nothing dirty), the dirty figure read after each free. Prints the
+// highest figure seen and how many times it fell (the cap purging).
+// HAKMEM_TEST_PROBE=age: 4 spans freed; the dirty figure right after, after
+// a decay pass polled by ordinary frees at under a third of the decay
+// (1500 ms), and after one polled past the decay.
+TEST(MemoryReturn, ProbeDirtyMemory) {
+  const char* mode = getenv("HAKMEM_TEST_PROBE");
+  if (mode == nullptr) GTEST_SKIP() << "run by the tests below";
+  if (strcmp(mode, "cap") == 0) {
+    std::vector<void*> spans(60);
+    hak_trim();
+    for (auto& p : spans) p = malloc(kSpan);
+    uint64_t highest = 0, prev = dirty_now(), falls = 0;
+    for (void* p : spans) {
+      free(p);
+      const uint64_t d = dirty_now();
+      if (d > highest) highest = d;
+      if (d < prev) ++falls;
+      prev = d;
+    }
+    printf("probe: highest=%llu falls=%llu\n", static_cast<unsigned long long>(highest),
+           static_cast<unsigned long long>(falls));
+  } else {
+    void* spans[4];
+    hak_trim();
+    for (auto& p : spans) p = malloc(kSpan);
+    poll_the_decay_through_frees();  // the clock the backend stamps dirty units with is fresh
+    for (void* p : spans) free(p);
+    const uint64_t freed = dirty_now();
+    sleep_ms(450);  // past a decay period (a quarter of the decay): the next poll runs a pass
+    poll_the_decay_through_frees();
+    const uint64_t young = dirty_now();
+    sleep_ms(1200);  // the spans' units are now past the decay
+    poll_the_decay_through_frees();
+    const uint64_t old = dirty_now();
+    printf("probe: freed=%llu young=%llu old=%llu\n", static_cast<unsigned long long>(freed),
+           static_cast<unsigned long long>(young), static_cast<unsigned long long>(old));
+  }
+  fflush(stdout);
+}
+
+// Beyond 64 MiB of dirty memory the oldest dirty segments are purged at
+// once (down to half of it): the dirty figure reaches the cap but never
+// passes it. Freed 1.5 MiB at a time, it must come within one span of
+// 64 MiB and not above. (make mutate: a cap of 65 MiB passed every test
+// before this one.)
+TEST(MemoryReturn, DirtyMemoryIsCappedAtExactly64MiB) {
+  int status = 0;
+  const std::string line = test_support::run_self("HAKMEM_DECAY_MS=10000 HAKMEM_BACKGROUND=0 HAKMEM_TEST_PROBE=cap",
+                                                  "MemoryReturn.ProbeDirtyMemory", "probe: ", &status);
+  EXPECT_EQ(status, 0);
+  unsigned long long highest = 0, falls = 0;
+  ASSERT_EQ(sscanf(line.c_str(), "highest=%llu falls=%llu", &highest, &falls), 2) << "probe said: " << line;
+  EXPECT_GE(falls, 1u) << "90 MiB freed and the cap never purged";
+  EXPECT_LE(highest, 64 * MiB) << "dirty memory reached " << highest / KiB << " KiB";
+  EXPECT_GT(highest, 64 * MiB - kSpan) << "dirty memory stopped at " << highest / KiB << " KiB, under the cap";
+}
+
+// A decay pass gives back only dirty memory that has waited the decay
+// (HAKMEM_DECAY_MS=1500 here): passes come every quarter of it, polled by
+// ordinary frees, and one 450 ms after the spans were freed leaves them;
+// one after 1650 ms takes them. (make mutate: an age test that let every
+// pass purge everything, as a trim does, passed every test before this
+// one.)
+TEST(MemoryReturn, ADecayPassLeavesDirtyMemoryYoungerThanTheDecay) {
+  int status = 0;
+  const std::string line = test_support::run_self("HAKMEM_DECAY_MS=1500 HAKMEM_BACKGROUND=0 HAKMEM_TEST_PROBE=age",
+                                                  "MemoryReturn.ProbeDirtyMemory", "probe: ", &status);
+  EXPECT_EQ(status, 0);
+  unsigned long long freed = 0, young = 0, old = 0;
+  ASSERT_EQ(sscanf(line.c_str(), "freed=%llu young=%llu old=%llu", &freed, &young, &old), 3)
+      << "probe said: " << line;
+  EXPECT_GE(freed, 4 * kSpan) << "the freed spans are not dirty";
+  EXPECT_GE(young, 4 * kSpan) << "a decay pass purged spans freed 450 ms before (decay: 1500 ms): " << freed / KiB
+                              << " KiB dirty, then " << young / KiB;
+  EXPECT_LT(old, 4 * kSpan) << "the spans were still dirty 1650 ms after their free (decay: 1500 ms): "
+                            << young / KiB << " KiB dirty, then " << old / KiB;
 }
 
 // ---- HAKMEM_DECAY_MS=0: freed memory returns at once ----------------------

@@ -20,6 +20,7 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "tests/support/hidden_symbol.h"
 #include "tests/support/units.h"
 
 extern char** environ;
@@ -248,6 +249,53 @@ TEST(Stats, MallocInfoIsXml) {
   EXPECT_EQ(malloc_info(1, stderr), -1);
   EXPECT_EQ(errno, EINVAL);
   free(p);
+}
+
+// The report's figures, for counters the test chooses: the report writer
+// (hakmem::stats_write_report, hidden in the library, found in its symbol
+// table) prints a snapshot it is given, so every figure can be checked to
+// the digit. Byte counts print with one decimal in the largest unit that
+// leaves at least 1 (a count under 1 KiB: ".0 B"); hit rates in tenths of a
+// per cent, rounded down. (make mutate: a byte count under 1 KiB printed
+// with a tenth of .1, and a total hit rate printed as hit / 9, passed every
+// test before this one.)
+TEST(Stats, ReportPrintsTheFiguresItIsGiven) {
+  using WriteReport = void (*)(const hak_stats&, int);
+  const auto write_report =
+      reinterpret_cast<WriteReport>(test_support::hidden_symbol("_ZN6hakmem18stats_write_reportERK9hak_statsi"));
+  ASSERT_NE(write_report, nullptr) << "hakmem::stats_write_report not found in the symbol table (stripped?)";
+  hak_stats s;
+  memset(&s, 0, sizeof s);
+  s.classes[3] = hak_class_stats{48, 1000, 990, 1, 1, 2, 1};  // 999 of 1000 from the thread cache
+  s.classes[20] = hak_class_stats{1024, 3, 3, 3, 3, 0, 1};    // none from it
+  s.large_allocs = 7;
+  s.large_frees = 7;
+  s.large_live_bytes = 0;
+  s.huge_allocs = 2;
+  s.huge_frees = 1;
+  s.huge_live_bytes = 1536;  // 1.5 KiB
+  s.huge_cached_bytes = 1000;
+  s.segments = 3;
+  s.bytes_mapped = (12 * MiB) + 512 * KiB;
+  s.bytes_in_use = 1023;
+  s.bytes_dirty = 5 * MiB + 103 * KiB;  // 5.100... MiB: rounded down to 5.1
+  s.bytes_returned = 3 * (uint64_t{1} << 30);
+  s.rss_bytes = 100;
+  s.peak_rss_bytes = 2047;  // 1.99... KiB: 1.9, not rounded up
+  FILE* f = tmpfile();
+  ASSERT_NE(f, nullptr);
+  write_report(s, fileno(f));
+  std::string report = read_file(f);
+  fclose(f);
+  const char* want[] = {
+      "      48         1000          990    99.9%          1          2      1\n",
+      "    1024            3            3     0.0%          3          0      1\n",
+      "small/mid: 1003 allocations, TLS hit rate 99.6%\n",  // (1003 - 4) * 1000 / 1003 = 996 per mille
+      "large: 7 allocs, 7 frees, 0.0 B live; huge: 2 allocs, 1 frees, 1.5 KiB live, 1000.0 B cached\n",
+      "memory: 12.5 MiB mapped in 3 segments, 1023.0 B in use, 5.1 MiB dirty, 3.0 GiB returned to the OS\n",
+      "process: RSS 100.0 B, peak RSS 1.9 KiB\n",
+  };
+  for (const char* line : want) EXPECT_NE(report.find(line), std::string::npos) << "no line\n" << line << "in\n" << report;
 }
 
 // ---- HAKMEM_STATS=1 prints the report at exit ------------------------------

@@ -357,6 +357,44 @@ TEST(Threads, AConsumerThatGoesIdleKeepsOneBatch) {
   EXPECT_LE(s.classes[cls].slabs, slabs_before + 2) << "the consumer's exit handed its cache back";
 }
 
+// Four flushes of a class in a row (no refill between) mark a thread that
+// frees what it does not allocate back: its bin sheds to one batch at the
+// fourth, so the very next free flushes again, where the first flushes come
+// one batch of frees apart. A fresh thread allocates 3000 blocks of 1 KiB
+// (refills: the streak starts at 0) and frees them one at a time, the
+// class's flush count read after each free. Every arm of the class holds at
+// least two batches (ACE's grid), so the shed always shows. (make mutate:
+// shedding at the fifth flush instead passed every test before this one.)
+TEST(Threads, ABinShedsToOneBatchAtTheFourthFlushInARow) {
+  Watchdog dog(60);
+  constexpr size_t kSize = 1024, kBlocks = 3000;
+  const int cls = hakmem::size_to_class(kSize);
+  ASSERT_EQ(class_size(cls), kSize);
+  std::vector<size_t> flush_at;  // the frees (counted from 1) after which a flush had happened
+  SmallThread worker([&] {
+    std::vector<void*> blocks(kBlocks);
+    for (auto& p : blocks) p = malloc(kSize);
+    hak_stats s;
+    hak_stats_get(&s);
+    uint64_t flushes = s.classes[cls].flushes;
+    for (size_t i = 0; i < kBlocks; ++i) {
+      free(blocks[i]);
+      if (flush_at.size() < 6) {
+        hak_stats_get(&s);
+        for (; flushes < s.classes[cls].flushes; ++flushes) flush_at.push_back(i + 1);
+      }
+    }
+  });
+  worker.join();
+  ASSERT_GE(flush_at.size(), 6u) << "3000 frees of one class flushed fewer than six times";
+  const size_t batch = flush_at[1] - flush_at[0];
+  EXPECT_GE(batch, 2u);
+  EXPECT_EQ(flush_at[2] - flush_at[1], batch) << "flushes 1-4 come one batch of frees apart";
+  EXPECT_EQ(flush_at[3] - flush_at[2], batch) << "flushes 1-4 come one batch of frees apart";
+  EXPECT_EQ(flush_at[4] - flush_at[3], 1u) << "the bin did not shed at the fourth flush in a row (the fifth came "
+                                           << flush_at[4] - flush_at[3] << " frees after it)";
+}
+
 // glibc frees some per-thread buffers (strerror's text for an unknown errno,
 // dlerror's message) in __libc_thread_freeres, after every pthread key
 // destructor, hakmem's exit hook included; other libraries' key destructors
