@@ -130,6 +130,8 @@ void config_init() {
       env_number("HAKMEM_ARENA", g_config.arena_max_mib, g_config.arena_max_mib, "a number of MiB", "MiB");
   g_config.decay_ms = static_cast<uint32_t>(
       env_number("HAKMEM_DECAY_MS", g_config.decay_ms, 600000, "a number of milliseconds", "milliseconds"));
+  g_config.thread_caches_mib =
+      env_number("HAKMEM_THREAD_CACHES", g_config.thread_caches_mib, uint64_t{1} << 20, "a number of MiB", "MiB");
 }
 
 namespace {

@@ -95,6 +95,9 @@ struct HAK_SEALED_PAGE Config {
   int8_t background = -1;
   // HAKMEM_ARENA: 0 = no segment arena (slab/slab.h); N = at most N MiB of it.
   uint64_t arena_max_mib = uint64_t{1} << 20;
+  // HAKMEM_THREAD_CACHES: about how many MiB all threads' caches may hold
+  // together (refill.cc: each thread an equal share, at least 64 KiB).
+  uint64_t thread_caches_mib = 16;
   // The hardened variant's mitigations, each on there unless its
   // HAKMEM_HARDENED_* setting is 0 (SECURITY.md says what each stops and
   // costs); the release build has none of them.

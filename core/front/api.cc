@@ -40,6 +40,7 @@ void add_thread_counters(const ThreadCache* tc, void* arg) {
     out->classes[c].tls_misses += k.misses;
     out->classes[c].refills += k.refills;
     out->classes[c].flushes += k.flushes;
+    out->thread_cache_bytes += uint64_t{tls_bin_count(tc->bins[c])} * class_size(c);
   }
   const SpanCounts k = tls_span_counts(*tc);
   out->large_allocs += k.taken;

@@ -328,7 +328,7 @@ void free_slow(void* p) {
 
 // The class of p if p is the start of a slab block, else -1.
 int hakmem::slab_class_of(const void* p) {
-  const UnitEntry* info = unit_entry_lookup(p);
+  const UnitEntry* info = unit_entry_of(p);
   if (info == nullptr || !entry_is_block_start(*info, reinterpret_cast<uintptr_t>(p))) return -1;  // as in hak_free
   return static_cast<int>(tag_class(info->tag));
 }

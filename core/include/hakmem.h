@@ -71,6 +71,10 @@ typedef struct hak_stats {
    * address-space limit); segments outside it work alike, a little slower. */
   uint64_t arena_base, arena_bytes;
   uint64_t segments_outside_arena;
+  /* Freed blocks waiting in live threads' caches for their next malloc, now
+   * (all threads' caches together hold about HAKMEM_THREAD_CACHES MiB at
+   * most). */
+  uint64_t thread_cache_bytes;
 } hak_stats;
 
 /* Fills `out` with counters summed over all threads (live and exited). */

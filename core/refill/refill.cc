@@ -143,11 +143,70 @@ void report_event(int cls, AceEventKind kind) {
                       static_cast<uint16_t>(live > UINT16_MAX ? UINT16_MAX : live)});
 }
 
+// All threads' caches together hold about HAKMEM_THREAD_CACHES MiB (16 by
+// default) at most: each thread's capacities, summed over its bins, stay
+// within an equal share of it, and at least kThreadShareMin. An idle
+// thread's cache cannot be emptied by anyone else (its bins are its own,
+// used without a lock or an atomic on the hot path), so this bound is what
+// a program whose threads fill their caches and then sleep keeps in them:
+// 64 such threads kept 102 MiB resident before it, and a server with
+// hundreds of pool threads more. A thread alone has the whole budget
+// (glibc-simple's waves of 1600 blocks of 1 KiB take 2 MiB of it); two
+// threads have half each, which glibc-thread's learned 256 KiB mid caches
+// need (8 MiB in all cost it a quarter of its throughput, 16 nothing
+// measurable).
+constexpr uint64_t kThreadShareMin = uint64_t{64} << 10;
+
+uint64_t thread_share() {
+  const uint32_t live = g_threads_live.load(std::memory_order_relaxed);
+  const uint64_t share = (g_config.thread_caches_mib << 20) / (live > 1 ? live : 1);
+  return share > kThreadShareMin ? share : kThreadShareMin;
+}
+
+// Lowers bin `cls` (of this thread) to `cap` blocks, sending what it holds
+// above that to the central pool. Not a flush of the class's own making:
+// neither its count nor the learner hears of it.
+void bin_shrink(int cls, uint16_t cap) {
+  TlsBin& bin = t_cache.bins[cls];
+  const uint32_t count = tls_bin_count(bin);
+  if (count > cap) central_give(cls, tls_bin_cut(bin, count - cap));
+  tls_bin_reshape(bin, cap, bin.batch);
+}
+
+// The policy `p` for bin `cls`, cut down so that the thread's capacities
+// fit its share. If the other bins alone are over it (the share shrank as
+// threads started, or they grew while this one was small), they are halved,
+// largest first, down to one block each: a bin the program no longer uses
+// keeps no capacity the ones it uses need.
+ClassPolicy fit_thread_share(ClassPolicy p, const TlsBin& bin, int cls) {
+  const uint64_t size = class_size(cls), share = thread_share();
+  uint64_t others = t_cache.cap_bytes - bin.cap * size;
+  while (others + size > share) {
+    int widest = -1;
+    uint64_t widest_bytes = 0;
+    for (int c = 0; c < kNumClasses; ++c) {
+      const uint64_t bytes = uint64_t{t_cache.bins[c].cap} * class_size(c);
+      if (c != cls && t_cache.bins[c].cap > 1 && bytes > widest_bytes) {
+        widest = c;
+        widest_bytes = bytes;
+      }
+    }
+    if (widest < 0) break;  // every other bin is down to one block
+    bin_shrink(widest, static_cast<uint16_t>(t_cache.bins[widest].cap / 2));
+    others = t_cache.cap_bytes - bin.cap * size;
+  }
+  const uint64_t fits = others < share ? (share - others) / size : 0;
+  if (p.cap > fits) p.cap = static_cast<uint16_t>(fits > 1 ? fits : 1);
+  if (p.batch > p.cap) p.batch = p.cap;
+  return p;
+}
+
 // The only place a policy is read (contract B): a bin takes on its class's
-// current policy when the refill engine works on it.
+// current policy, within the thread's share, when the refill engine works
+// on it.
 void adopt_policy(TlsBin& bin, int cls) {
   HAK_CONTRACT(contracts::cache_reshaped());
-  const ClassPolicy p = ace_policy(cls);
+  const ClassPolicy p = fit_thread_share(ace_policy(cls), bin, cls);
   tls_bin_reshape(bin, p.cap, p.batch);
 }
 
@@ -171,15 +230,16 @@ void bury_foreign_block(TlsBin& bin, int cls) {
 // whatever its capacity), and when it goes quiet each block it still holds
 // keeps a slab from going back to the OS: redis's lazy-free thread, idle
 // after FLUSHALL ASYNC, held 2048 blocks of a class in as many slabs. Such
-// a bin keeps one batch; its next refill gives it its policy's capacity
-// again. Four flushes in a row: a thread that frees what it allocated in
+// a bin keeps one batch (the rest goes to the central pool at once, so that
+// what a quiet thread holds stays within its capacities); its next refill
+// gives it its policy's capacity again. Four flushes in a row: a thread that frees what it allocated in
 // waves larger than its cache sheds too, and pays one refill per wave.
 constexpr uint16_t kDrainingAfterFlushes = 4;
 void shed_if_draining(TlsBin& bin, int cls) {
   uint16_t& streak = t_cache.flushes_in_a_row[cls];
   if (streak < kDrainingAfterFlushes) ++streak;
   if (streak < kDrainingAfterFlushes || bin.cap <= bin.batch) return;
-  tls_bin_reshape(bin, bin.batch, bin.batch);
+  bin_shrink(cls, bin.batch);
 }
 
 }  // namespace

@@ -567,6 +567,7 @@ void slab_return_blocks(SlabClass& slabs, [[maybe_unused]] int cls, const BlockL
     Run* s = &seg->runs[entry_first_unit(segment_units(seg)[unit_of(b)])];
     block_set_next(b, s->free_list);
     s->free_list = b;
+    s->quiet_passes = 0;
     ++s->free_count;
     --s->used;
     if (s->used == 0) {
@@ -579,6 +580,41 @@ void slab_return_blocks(SlabClass& slabs, [[maybe_unused]] int cls, const BlockL
       partial_push(slabs, s);
     }
   }
+}
+
+// A slab whose free blocks have waited this many decay passes (a pass is
+// a quarter decay: lifecycle.cc) gives their pages back.
+constexpr uint8_t kQuietPassesBeforePurge = 4;
+constexpr uint8_t kFreePagesPurged = 0xff;
+
+// Each thread's cache pins the slabs its few blocks of a class come from,
+// and a slab returns to its segment only when every block is back: 64
+// threads that took waves of 8-32 KiB blocks and went idle kept 30 MiB of
+// partly used slabs resident for 4 MiB in their caches. A free block's
+// pages past its first (which holds its link, and the hardened seal) hold
+// nothing anyone reads; from 8 KiB up a block covers at least one such page.
+uint64_t slab_purge_free_pages(SlabClass& slabs, int cls, bool force) {
+  const size_t size = class_size(cls);
+  if (size < 2 * kOsPageSize) return 0;
+  uint64_t purged = 0;
+  for (Run* s = slabs.partial; s != nullptr; s = s->next) {
+    if (s->quiet_passes == kFreePagesPurged) continue;
+    if (!force && ++s->quiet_passes < kQuietPassesBeforePurge) continue;
+    for (void* b = s->free_list; b != nullptr; b = block_next(b)) {
+      const uintptr_t start = (reinterpret_cast<uintptr_t>(b) + 16 + kOsPageSize - 1) & ~(kOsPageSize - 1);
+      const uintptr_t end = (reinterpret_cast<uintptr_t>(b) + size) & ~(kOsPageSize - 1);
+      if (end <= start) continue;
+      os_purge(reinterpret_cast<void*>(start), end - start);
+      purged += end - start;
+    }
+    s->quiet_passes = kFreePagesPurged;
+  }
+  return purged;
+}
+
+void backend_count_returned(uint64_t bytes) {
+  LockGuard guard(g_backend.lock);
+  g_backend.returned_bytes += bytes;
 }
 
 bool run_lookup(const void* p, RunInfo* out) {

@@ -114,6 +114,9 @@ struct Run {
   uint8_t cls;
   RunKind kind;
   bool on_partial_list;
+  // Decay passes since a block last came back to this slab's free list
+  // (slab_purge_free_pages); kFreePagesPurged once their pages are gone.
+  uint8_t quiet_passes;
 };
 
 // A unit's entry: everything free() needs, so that free reads one 32-byte
@@ -305,6 +308,13 @@ BlockList slab_take_blocks(SlabClass& slabs, int cls, uint32_t want);
 // Returns a list's blocks to their slabs; a slab that becomes empty goes
 // back to the backend.
 void slab_return_blocks(SlabClass& slabs, int cls, const BlockList& list);
+// A decay pass over a class's partly used slabs (under its lock): the
+// free blocks of a slab that none came back to for a whole decay give the
+// pages they cover, past their link, back to the OS (all of them at once
+// with `force`). Returns the bytes given back.
+uint64_t slab_purge_free_pages(SlabClass& slabs, int cls, bool force);
+// Counts bytes given back by slab_purge_free_pages in the backend's figure.
+void backend_count_returned(uint64_t bytes);
 
 // ---- What the backend knows of a pointer ----
 // Outside this box, code asks these instead of reading segment headers, run

@@ -108,6 +108,10 @@ struct ThreadCache {
   int64_t free_ticks_granted[kNumClasses];  // sum of every grant to a bin's free_tick
   uint64_t ops_at_last_event[kNumClasses];  // allocs + frees when ACE last heard from a class
   uint16_t flushes_in_a_row[kNumClasses];   // since the class's last refill (refill_flush)
+  // The bins' capacities in bytes, summed (each cap * its class's size):
+  // what the thread's lists may hold at most. The refill engine keeps it
+  // within the thread's share of all threads' caches (refill.cc).
+  uint64_t cap_bytes;
   // Large spans the thread freed, kept for its next malloc of their length
   // (large.h: kParkSpans): each a span's word, start | units, or 0.
   uintptr_t parked_spans[4];
@@ -263,8 +267,9 @@ HAK_INLINE bool tls_cache_holds_blocks() {
 // The bin takes on a capacity and a batch size (a policy); its room follows.
 HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
   if (kHardened && cap > kHardenedBinCap) cap = kHardenedBinCap;
-  if (kHardened && batch > cap) batch = cap;
+  if (batch > cap) batch = cap;
   const uint32_t count = tls_bin_count(bin);
+  t_cache.cap_bytes += (uint64_t{cap} - bin.cap) * class_size(tls_bin_class(bin));  // modulo 2^64: a smaller cap subtracts
   bin.cap = cap;
   bin.batch = batch;
   bin.room = static_cast<int32_t>(cap) - static_cast<int32_t>(count);  // below 0: the next frees flush on
@@ -322,6 +327,7 @@ inline BlockList tls_bin_cut_all(TlsBin& bin) { return tls_bin_cut(bin, tls_bin_
 // count (exited threads: their counts have gone into the totals).
 inline void tls_cache_reset(ThreadCache& tc) { tc = ThreadCache{}; }
 inline void tls_bin_reset(ThreadCache& tc, int cls) {
+  tc.cap_bytes -= uint64_t{tc.bins[cls].cap} * class_size(cls);
   tc.bins[cls] = TlsBin{};
   tc.free_ticks_granted[cls] = 0;
 }

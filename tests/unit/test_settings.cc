@@ -36,6 +36,7 @@ TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
       {"HAKMEM_DECAY_MS=700000", "HAKMEM_DECAY_MS=700000 is above the most, 600000 milliseconds; using 600000\n"},
       {"HAKMEM_ARENA=-5", "HAKMEM_ARENA=-5 is not a number of MiB; using the default, 1048576\n"},
       {"HAKMEM_ARENA=99999999999999999999999", "HAKMEM_ARENA=99999999999999999999999 is not a number of MiB; using the default, 1048576\n"},
+      {"HAKMEM_THREAD_CACHES=lots", "HAKMEM_THREAD_CACHES=lots is not a number of MiB; using the default, 16\n"},
       {"HAKMEM_STATS=yes", "HAKMEM_STATS=yes is not 0 or 1; using the default, 0\n"},
       {"HAKMEM_ACE=off", "HAKMEM_ACE=off is not 0 or 1; using the default, 1\n"},
       {"HAKMEM_ACE_ARM=12", "HAKMEM_ACE_ARM=12 is not an arm (0 to 11); the learner picks\n"},
@@ -51,7 +52,7 @@ TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
 
 TEST(Settings, GoodValuesSayNothing) {
   for (const char* env : {"HAKMEM_DECAY_MS=250", "HAKMEM_DECAY_MS=0", "HAKMEM_ARENA=64", "HAKMEM_ACE=0", "HAKMEM_ACE_ARM=11",
-                          "HAKMEM_BACKGROUND=0", "HAKMEM_DECAY_MS="})
+                          "HAKMEM_BACKGROUND=0", "HAKMEM_DECAY_MS=", "HAKMEM_THREAD_CACHES=64"})
     EXPECT_EQ(warning(env), "") << env;
 }
 

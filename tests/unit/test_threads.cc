@@ -25,6 +25,7 @@
 #include "slab/slab.h"
 #include "tests/support/blocks.h"
 #include "tests/support/opaque.h"
+#include "tests/support/run_self.h"
 #include "tests/support/units.h"
 
 namespace {
@@ -359,7 +360,8 @@ TEST(Threads, AConsumerThatGoesIdleKeepsOneBatch) {
 
 // Four flushes of a class in a row (no refill between) mark a thread that
 // frees what it does not allocate back: its bin sheds to one batch at the
-// fourth, so the very next free flushes again, where the first flushes come
+// fourth (what it holds above that goes back at once, not counted as a
+// flush), so the very next free flushes again, where the first flushes come
 // one batch of frees apart. A fresh thread allocates 3000 blocks of 1 KiB
 // (refills: the streak starts at 0) and frees them one at a time, the
 // class's flush count read after each free. Every arm of the class holds at
@@ -393,6 +395,71 @@ TEST(Threads, ABinShedsToOneBatchAtTheFourthFlushInARow) {
   EXPECT_EQ(flush_at[3] - flush_at[2], batch) << "flushes 1-4 come one batch of frees apart";
   EXPECT_EQ(flush_at[4] - flush_at[3], 1u) << "the bin did not shed at the fourth flush in a row (the fifth came "
                                            << flush_at[4] - flush_at[3] << " frees after it)";
+}
+
+// All threads' caches together hold about HAKMEM_THREAD_CACHES MiB at most,
+// whatever each class's learned capacity: a program whose threads fill
+// their caches and then sleep keeps no more in them (an idle thread's cache
+// is emptied by nobody else). The probe's 16 threads start together (each
+// thread's share is the budget over the threads alive at its last refill),
+// each free waves of 12 classes (16 B to 32 KiB) and wait, holding their
+// caches, while it reads what the caches hold.
+TEST(Threads, ProbeThreadCaches) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  constexpr int kThreads = 16;
+  static const size_t kSizes[] = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  std::mutex m;
+  std::condition_variable cv;
+  int started = 0, filled = 0;
+  bool done = false;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&] {
+      free(test_support::opaque(malloc(16)));  // a cache of its own: the thread counts
+      {
+        std::unique_lock<std::mutex> g(m);
+        ++started;
+        cv.notify_all();
+        cv.wait(g, [&] { return started == kThreads; });
+      }
+      for (int wave = 0; wave < 3; ++wave)
+        for (size_t size : kSizes) {
+          void* blocks[64];
+          for (void*& p : blocks) p = test_support::opaque(malloc(size));
+          for (void* p : blocks) free(p);
+        }
+      std::unique_lock<std::mutex> g(m);
+      ++filled;
+      cv.notify_all();
+      cv.wait(g, [&] { return done; });  // idle, its cache in place
+    });
+  {
+    std::unique_lock<std::mutex> g(m);
+    cv.wait(g, [&] { return filled == kThreads; });
+  }
+  hak_stats s;
+  hak_stats_get(&s);
+  printf("held=%llu\n", static_cast<unsigned long long>(s.thread_cache_bytes));
+  {
+    std::lock_guard<std::mutex> g(m);
+    done = true;
+  }
+  cv.notify_all();
+  for (auto& t : threads) t.join();
+}
+TEST(Threads, ThreadCachesTogetherStayWithinTheirBudget) {
+  auto held = [](const char* mib) {
+    int status = 0;
+    std::string line = test_support::run_self(std::string("HAKMEM_THREAD_CACHES=") + mib + " HAKMEM_TEST_PROBE=1",
+                                              "Threads.ProbeThreadCaches", "held=", &status);
+    EXPECT_EQ(status, 0) << "the probe failed with HAKMEM_THREAD_CACHES=" << mib;
+    return strtoull(line.c_str(), nullptr, 10);
+  };
+  const uint64_t budgeted = held("2"), unbounded = held("1024");
+  // Each thread may go one block over its share, in the class it refilled last.
+  EXPECT_LE(budgeted, 2 * MiB + 16 * 32 * KiB) << "16 idle threads' caches hold " << budgeted << " bytes";
+  EXPECT_GT(unbounded, budgeted + 2 * MiB) << "without the budget the same caches hold " << unbounded
+                                           << " bytes (the probe does not fill them)";
 }
 
 // glibc frees some per-thread buffers (strerror's text for an unknown errno,
