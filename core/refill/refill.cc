@@ -149,12 +149,12 @@ void report_event(int cls, AceEventKind kind) {
 // thread's cache cannot be emptied by anyone else (its bins are its own,
 // used without a lock or an atomic on the hot path), so this bound is what
 // a program whose threads fill their caches and then sleep keeps in them:
-// 64 such threads kept 102 MiB resident before it, and a server with
-// hundreds of pool threads more. A thread alone has the whole budget
-// (glibc-simple's waves of 1600 blocks of 1 KiB take 2 MiB of it); two
-// threads have half each, which glibc-thread's learned 256 KiB mid caches
-// need (8 MiB in all cost it a quarter of its throughput, 16 nothing
-// measurable).
+// 64 such threads kept 118 MiB resident before it and the purge of partly
+// used slabs (slab.cc), 30 MiB with both (bench/idle-threads). A thread
+// alone has the whole budget (glibc-simple's waves of 1600 blocks of 1 KiB
+// take 2 MiB of it); two threads have half each, which glibc-thread's
+// learned 256 KiB mid caches need (8 MiB in all cost it a quarter of its
+// throughput, 16 nothing measurable).
 constexpr uint64_t kThreadShareMin = uint64_t{64} << 10;
 
 uint64_t thread_share() {
@@ -232,8 +232,9 @@ void bury_foreign_block(TlsBin& bin, int cls) {
 // after FLUSHALL ASYNC, held 2048 blocks of a class in as many slabs. Such
 // a bin keeps one batch (the rest goes to the central pool at once, so that
 // what a quiet thread holds stays within its capacities); its next refill
-// gives it its policy's capacity again. Four flushes in a row: a thread that frees what it allocated in
-// waves larger than its cache sheds too, and pays one refill per wave.
+// gives it its policy's capacity again. Four flushes in a row: a thread
+// that frees what it allocated in waves larger than its cache sheds too,
+// and pays one refill per wave.
 constexpr uint16_t kDrainingAfterFlushes = 4;
 void shed_if_draining(TlsBin& bin, int cls) {
   uint16_t& streak = t_cache.flushes_in_a_row[cls];
