@@ -29,7 +29,12 @@ namespace {
 void report_channel_open();  // HAKMEM_STATS: where the exit report goes
 void report_channel_fork_child();
 
-std::atomic<int> g_init_state{0};  // 0: not started, 1: running, 2: done
+// kInitDone, or 0 before the first call, or (pid << 1) | 1 while a thread
+// of process `pid` runs the initialisation (init_slow).
+constexpr int64_t kInitDone = 2;
+std::atomic<int64_t> g_init_state{0};
+// The initialisation's steps done so far (init_steps).
+std::atomic<int> g_init_steps_done{0};
 // The purge thread (purge_thread_maybe_start): 0 none, 1 starting or
 // running, 2 paused (mallctl), 3 could not be started. Reset in a forked
 // child, which has no such thread.
@@ -76,30 +81,59 @@ void fork_child() {
   for (int i = kLockOrderLength - 1; i >= 0; --i) kLockOrder[i].child();
 }
 
-HAK_COLD void init_slow() {
-  int expected = 0;
-  if (g_init_state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
-    config_init();
-    report_channel_open();
-    secrets_init();
-    uint16_t bin_offsets[kNumClasses];
-    for (int c = 0; c < kNumClasses; ++c) bin_offsets[c] = static_cast<uint16_t>(tls_bin_offset_of_class(c));
-    backend_init(g_config.arena_max_mib << 20, bin_offsets);
-    refill_init();
-    // Written once, trusted from now on: read-only for good.
-    os_seal(&g_config, sizeof g_config);
-    os_seal(&g_secrets, sizeof g_secrets);
-    backend_seal();
-    g_init_state.store(2, std::memory_order_release);
-    // After the state says done: pthread_atfork may allocate, and that
-    // allocation must not come back here.
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-    return;
-  }
-  while (g_init_state.load(std::memory_order_acquire) != 2) {
+// The initialisation, one step at a time from `from`. Each step done is
+// counted, so that a process forked while another thread ran them (that
+// thread does not exist in the child) redoes only the one in progress:
+// every step may run twice (a second arena reservation in the child is
+// address space only), and none after its memory was sealed read-only.
+void init_steps(int from) {
+  for (int step = from; step < 8; ++step) {
+    switch (step) {
+      case 0: config_init(); break;
+      case 1: report_channel_open(); break;
+      case 2: secrets_init(); break;
+      case 3: {
+        uint16_t bin_offsets[kNumClasses];
+        for (int c = 0; c < kNumClasses; ++c) bin_offsets[c] = static_cast<uint16_t>(tls_bin_offset_of_class(c));
+        backend_init(g_config.arena_max_mib << 20, bin_offsets);
+        break;
+      }
+      case 4: refill_init(); break;
+      // Written once, trusted from now on: read-only for good.
+      case 5: os_seal(&g_config, sizeof g_config); break;
+      case 6: os_seal(&g_secrets, sizeof g_secrets); break;
+      case 7: backend_seal(); break;
+    }
+    g_init_steps_done.store(step + 1, std::memory_order_release);
   }
 }
 
+void init_finish() {
+  g_init_state.store(kInitDone, std::memory_order_release);
+  // After the state says done: pthread_atfork may allocate, and that
+  // allocation must not come back here.
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+HAK_COLD void init_slow() {
+  const int64_t mine = (static_cast<int64_t>(getpid()) << 1) | 1;
+  int64_t state = 0;
+  if (g_init_state.compare_exchange_strong(state, mine, std::memory_order_acq_rel)) {
+    init_steps(0);
+    return init_finish();
+  }
+  if (state != kInitDone && state != mine) {
+    // Forked while a thread of the parent ran the initialisation: this
+    // process, one thread, finishes it (the child would wait forever). The
+    // backend's lock may have been held there (backend_init).
+    g_init_state.store(mine, std::memory_order_relaxed);
+    backend_fork_child();
+    init_steps(g_init_steps_done.load(std::memory_order_acquire));
+    return init_finish();
+  }
+  while (g_init_state.load(std::memory_order_acquire) != kInitDone) {
+  }
+}
 
 }  // namespace
 
@@ -275,7 +309,7 @@ __attribute__((destructor)) void report_at_exit() {
 }  // namespace
 
 void hakmem::front_ensure_init() {
-  if (HAK_LIKELY(g_init_state.load(std::memory_order_acquire) == 2)) return;
+  if (HAK_LIKELY(g_init_state.load(std::memory_order_acquire) == kInitDone)) return;
   init_slow();
 }
 

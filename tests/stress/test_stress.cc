@@ -6,13 +6,16 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "hakmem.h"
 #include "tests/support/blocks.h"
+#include "tests/support/run_self.h"
 
 namespace {
 
@@ -198,4 +201,45 @@ TEST(Stress, ForkWhileThreadsAllocate) {
   stop = true;
   for (auto& t : threads) t.join();
   EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A program may fork while another of its threads makes hakmem's very first
+// allocation (a library starting a worker thread as the program forks). The
+// child has only the forking thread: it must finish the initialisation the
+// vanished thread began, not wait for it forever. Each probe is a fresh
+// process in which hakmem has not run yet; in the release build hakmem is
+// the process's malloc and GoogleTest's start-up has run it already, so
+// the race exists only under the sanitizers' builds (the prefixed API).
+TEST(Stress, ProbeForkDuringInit) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  // The fork comes a few microseconds after the thread starts, a different
+  // delay in each probe, to sweep the initialisation's window.
+  const long delay_us = atol(getenv("HAKMEM_TEST_PROBE"));
+  std::thread first([] { hak_free(hak_malloc(64)); });
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::microseconds(delay_us)) {
+  }
+  const pid_t pid = fork();
+  if (pid == 0) {
+    alarm(5);  // a child that waits for the vanished thread dies of it
+    void* p = hak_malloc(64);
+    hak_free(p);
+    _exit(p != nullptr ? 0 : 3);
+  }
+  first.join();
+  int status = 0;
+  waitpid(pid, &status, 0);
+  printf("probe: child=%d\n", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  fflush(stdout);
+}
+TEST(Stress, ForkDuringTheFirstAllocation) {
+  int hung = 0;
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    int status = 0;
+    const std::string line = test_support::run_self("HAKMEM_TEST_PROBE=" + std::to_string(attempt * 10),
+                                                    "Stress.ProbeForkDuringInit", "probe: ", &status);
+    ASSERT_EQ(status, 0) << line;
+    if (line != "child=0\n") ++hung;
+  }
+  EXPECT_EQ(hung, 0) << hung << " of 40 children forked during the first allocation never finished theirs";
 }
