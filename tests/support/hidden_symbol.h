@@ -17,8 +17,9 @@
 
 namespace test_support {
 
-// The run-time address of the function `name` (mangled), or nullptr.
-inline void* hidden_symbol(const char* name) {
+// The run-time address of the symbol `name` (mangled) of ELF type `type`
+// (STT_FUNC, STT_OBJECT), or nullptr.
+inline void* hidden_symbol_of_type(const char* name, unsigned type) {
   Dl_info info;
   struct link_map* map = nullptr;
   if (dladdr1(reinterpret_cast<void*>(&hak_malloc), &info, reinterpret_cast<void**>(&map), RTLD_DL_LINKMAP) == 0 ||
@@ -47,7 +48,7 @@ inline void* hidden_symbol(const char* name) {
       size_t count = sh[i].sh_size / sizeof(Elf64_Sym);
       const char* strtab = base + sh[sh[i].sh_link].sh_offset;
       for (size_t k = 0; k < count; ++k) {
-        if (ELF64_ST_TYPE(syms[k].st_info) != STT_FUNC || syms[k].st_value == 0) continue;
+        if (ELF64_ST_TYPE(syms[k].st_info) != type || syms[k].st_value == 0) continue;
         if (strcmp(strtab + syms[k].st_name, name) == 0) {
           result = reinterpret_cast<void*>(map->l_addr + syms[k].st_value);
           break;
@@ -58,5 +59,10 @@ inline void* hidden_symbol(const char* name) {
   munmap(mem, len);
   return result;
 }
+
+// A function (hakmem::stats_write_report, say) or a variable
+// (hakmem::g_config) of the library's, by its mangled name.
+inline void* hidden_symbol(const char* name) { return hidden_symbol_of_type(name, STT_FUNC); }
+inline void* hidden_object(const char* name) { return hidden_symbol_of_type(name, STT_OBJECT); }
 
 }  // namespace test_support

@@ -262,4 +262,45 @@ TEST(Fork, ChildHeapIsConsistent) {
   }
 }
 
+// mallctl's figures sit under a lock of their own, which the fork handlers
+// do not take: a thread may be inside mallctl when another forks, and the
+// child must find the lock free (it is reset there). Here a thread asks for
+// fresh figures ("epoch") without a pause, so that nearly every fork finds
+// it holding the lock; each child asks for the figures too. (make mutate:
+// a child that kept the lock as the fork found it, and hung at its first
+// mallctl, passed every test before this one.)
+TEST(Fork, AMallctlInAnotherThreadDoesNotHangTheChild) {
+  Watchdog dog(100);
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> refreshes{0};
+  std::thread reader([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      uint64_t epoch = 1;
+      size_t len = sizeof epoch;
+      hak_mallctl("epoch", &epoch, &len, &epoch, sizeof epoch);
+      refreshes.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  for (int i = 0; i < 10; ++i) {
+    const uint64_t before = refreshes.load();
+    while (refreshes.load() < before + 20) usleep(50);
+    pid_t pid = fork();
+    EXPECT_GE(pid, 0) << strerror(errno);
+    if (pid < 0) break;
+    if (pid == 0) {
+      uint64_t epoch = 1;
+      size_t len = sizeof epoch, allocated = 0, allocated_len = sizeof allocated;
+      int rc = hak_mallctl("epoch", &epoch, &len, &epoch, sizeof epoch);
+      rc |= hak_mallctl("stats.allocated", &allocated, &allocated_len, nullptr, 0);
+      _exit(rc == 0 && allocated > 0 ? 0 : 1);
+    }
+    int status = wait_with_timeout(pid, 15.0);
+    EXPECT_TRUE(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "fork " << i << ": child " << describe(status);
+    if (!(status >= 0 && WIFEXITED(status))) break;
+  }
+  stop = true;
+  reader.join();
+}
+
 }  // namespace

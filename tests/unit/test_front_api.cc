@@ -605,6 +605,33 @@ TEST_P(FrontApi, MemalignRoundsUpNonPowerOfTwo) {
   EXPECT_EQ(errno, EINVAL);
 }
 
+// memalign's two ends as glibc has them: an alignment of 0 asks for no
+// alignment (malloc's block, as for 1), and 2^63, the largest power of two,
+// is an alignment it accepts (EINVAL is for those above it) but no block
+// can have, so the call fails with ENOMEM. (make mutate: 2^63 refused with
+// EINVAL passed every test before this one.)
+TEST_P(FrontApi, MemalignOfZeroIsMallocAndOfTwoToThe63FailsForWantOfMemory) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{8}, size_t{24}, size_t{1000}, size_t{5000}, size_t{70000},
+                   size_t{300000}, 3 * MiB}) {
+    errno = 0;
+    void* p = api().memalign_(opaque_size(0), n);
+    ASSERT_NE(p, nullptr) << "memalign(0, " << n << "): errno " << errno;
+    EXPECT_TRUE(aligned(p, n <= 8 ? 8 : 16)) << "memalign(0, " << n << ") = " << p;
+    EXPECT_GE(api().usable_(p), n);
+    EXPECT_EQ(hak_owns(p), 1);
+    memset(p, 0x5a, n);
+    uint64_t bad = bad_frees();
+    api().free_(p);
+    EXPECT_EQ(bad_frees(), bad) << "memalign(0, " << n << ")";
+  }
+  for (size_t n : {size_t{1}, size_t{10}, size_t{5000}}) {
+    errno = 0;
+    EXPECT_EQ(api().memalign_(opaque_size(size_t{1} << 63), opaque_size(n)), nullptr) << n;
+    EXPECT_EQ(errno, ENOMEM) << "memalign(2^63, " << n << ")";
+  }
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
 TEST_P(FrontApi, VallocIsPageAligned) {
   for (size_t n : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096}, size_t{4097}, size_t{70000},
                    size_t{1} * MiB, size_t{3} * MiB}) {

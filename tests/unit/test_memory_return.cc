@@ -333,6 +333,139 @@ TEST(MemoryReturn, ADecayPassLeavesDirtyMemoryYoungerThanTheDecay) {
                             << young / KiB << " KiB dirty, then " << old / KiB;
 }
 
+// Spans of 2 MiB less a page: 32 units, a hardened span's guard page
+// included, so that 32 of them make exactly 64 MiB of dirty units.
+constexpr size_t kCapSpan = 2 * MiB - 4 * KiB;
+
+// HAKMEM_TEST_PROBE=1: 40 such spans freed one at a time after a trim;
+// prints the dirty figure before the first free, after the 32nd and after
+// the 33rd.
+TEST(MemoryReturn, ProbeDirtyMemoryAtTheCap) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  std::vector<void*> spans(40);
+  hak_trim();
+  for (auto& p : spans) p = malloc(kCapSpan);
+  const uint64_t before = dirty_now();
+  uint64_t at32 = 0, at33 = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    free(spans[i]);
+    if (i == 31) at32 = dirty_now();
+    if (i == 32) at33 = dirty_now();
+  }
+  printf("probe: before=%llu at32=%llu at33=%llu\n", static_cast<unsigned long long>(before),
+         static_cast<unsigned long long>(at32), static_cast<unsigned long long>(at33));
+  fflush(stdout);
+}
+
+// The cap is 64 MiB itself: a free that brings the dirty figure to exactly
+// 64 MiB purges nothing; the next, which passes it, purges down to half of
+// it. (make mutate: a purge already at 64 MiB passed every test before this
+// one.)
+TEST(MemoryReturn, DirtyMemoryMayReachTheCapExactly) {
+  int status = 0;
+  const std::string line = test_support::run_self("HAKMEM_DECAY_MS=10000 HAKMEM_BACKGROUND=0 HAKMEM_TEST_PROBE=1",
+                                                  "MemoryReturn.ProbeDirtyMemoryAtTheCap", "probe: ", &status);
+  EXPECT_EQ(status, 0);
+  unsigned long long before = 0, at32 = 0, at33 = 0;
+  ASSERT_EQ(sscanf(line.c_str(), "before=%llu at32=%llu at33=%llu", &before, &at32, &at33), 3)
+      << "probe said: " << line;
+  ASSERT_EQ(before, 0u) << "dirty memory after a trim";
+  EXPECT_EQ(at32, 64 * MiB) << "32 spans of 32 units freed left " << at32 / KiB << " KiB dirty";
+  EXPECT_LE(at33, 32 * MiB) << "past the cap, dirty memory stayed at " << at33 / KiB << " KiB";
+}
+
+// HAKMEM_TEST_PROBE=1: two spans of one segment; the lower one freed and
+// trimmed (its pages given back), the higher one freed (its pages dirty,
+// still resident), then a span of the same size asked for. Prints the dirty figure before and after that malloc.
+TEST(MemoryReturn, ProbeDirtyPagesAreReusedFirst) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  constexpr uintptr_t kSegment = 4 * MiB;  // hakmem's segment: 64 units of 64 KiB
+  std::vector<char*> kept;
+  char *low = nullptr, *high = nullptr;
+  hak_trim();
+  char* previous = nullptr;
+  for (int i = 0; i < 64 && high == nullptr; ++i) {  // the holes of older segments fill up first
+    char* span = static_cast<char*>(malloc(kSpan));
+    if (previous != nullptr && span != nullptr &&
+        reinterpret_cast<uintptr_t>(previous) / kSegment == reinterpret_cast<uintptr_t>(span) / kSegment) {
+      low = previous < span ? previous : span;
+      high = previous < span ? span : previous;
+    } else {
+      if (previous != nullptr) kept.push_back(previous);
+      previous = span;
+    }
+  }
+  if (high == nullptr) {
+    printf("probe: no two spans in one segment\n");
+    return;
+  }
+  memset(low, 1, kSpan);
+  memset(high, 2, kSpan);
+  free(low);
+  hak_trim();
+  free(high);
+  const uint64_t freed = dirty_now();
+  char* again = static_cast<char*>(malloc(kSpan));
+  memset(again, 3, kSpan);
+  const uint64_t reused = dirty_now();
+  printf("probe: freed=%llu reused=%llu\n", static_cast<unsigned long long>(freed),
+         static_cast<unsigned long long>(reused));
+  fflush(stdout);
+  free(again);
+  for (char* p : kept) free(p);
+}
+
+// A span asked for takes dirty units first, pages still resident from an
+// earlier span (no page faults, and the dirty figure falls), before clean
+// ones, even ones lower in the same segment. (make mutate: a search that
+// skipped every segment with dirty units, so that a new span always took
+// fresh pages and the freed ones stayed dirty, passed every test before
+// this one.)
+TEST(MemoryReturn, ASpanReusesDirtyPagesBeforeCleanOnes) {
+  int status = 0;
+  // (Hardened spans without guard pages: one with its guard up already would come first.)
+  const std::string line = test_support::run_self(
+      "HAKMEM_DECAY_MS=10000 HAKMEM_BACKGROUND=0 HAKMEM_HARDENED_GUARDS=0 HAKMEM_TEST_PROBE=1",
+      "MemoryReturn.ProbeDirtyPagesAreReusedFirst", "probe: ", &status);
+  EXPECT_EQ(status, 0);
+  unsigned long long freed = 0, reused = 0;
+  ASSERT_EQ(sscanf(line.c_str(), "freed=%llu reused=%llu", &freed, &reused), 2) << "probe said: " << line;
+  ASSERT_GE(freed, kSpan) << "the freed span is not dirty";
+  EXPECT_LE(reused + kSpan, freed) << "a new span left the freed span's " << freed / KiB
+                                   << " KiB dirty (then " << reused / KiB << " KiB) and took clean pages";
+}
+
+// A segment given back to the OS is reserved address space again and, like
+// every reservation of hakmem's, marked to stay out of core dumps
+// (MADV_DONTDUMP: "dd" among its VmFlags in /proc/self/smaps), which also
+// lets the kernel merge it back into the reservation around it. Spans of
+// 1.5 MiB, two to a segment, freed and trimmed: the segments that held only
+// them go back. (make mutate: segments given back without the flag passed
+// every test before this one.)
+TEST(MemoryReturn, AReturnedSegmentStaysOutOfCoreDumps) {
+  hak_stats s;
+  hak_stats_get(&s);
+  if (s.arena_bytes == 0) GTEST_SKIP() << "no segment arena: a segment given back is unmapped";
+  char* spans[16];
+  for (auto& p : spans) {
+    p = static_cast<char*>(malloc(kSpan));
+    ASSERT_NE(p, nullptr);
+    memset(p, 1, kSpan);
+  }
+  for (char* p : spans) free(p);
+  hak_trim();
+  int returned = 0;
+  for (char* p : spans) {
+    test_support::Mapping m;
+    ASSERT_TRUE(test_support::mapping_of(p, &m)) << static_cast<void*>(p) << " lies in no mapping";
+    if (strcmp(m.perms, "---p") != 0) continue;  // its segment holds other blocks still
+    ++returned;
+    EXPECT_NE(strstr(m.flags, " dd "), nullptr)
+        << "the range given back at " << static_cast<void*>(p) << " has the flags" << m.flags;
+  }
+  EXPECT_GE(returned, 1) << "no span's segment went back to the OS";
+}
+
 // ---- HAKMEM_DECAY_MS=0: freed memory returns at once ----------------------
 
 // Runs before main() when the test binary re-executes itself.

@@ -8,6 +8,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/hidden_symbol.h"
+#include "tests/support/proc_self.h"
 #include "tests/support/run_self.h"
 
 namespace {
@@ -48,6 +50,34 @@ TEST(Settings, BadValuesAreNamedWithTheValueUsed) {
        "HAKMEM_BACKGROUND=on is not 0 or 1; using the default (a purge thread once the process has a second thread)\n"},
   };
   for (const auto& c : cases) EXPECT_EQ(warning(c.env), c.said) << c.env;
+}
+
+// A number is read to its last digit for as long as it fits in 64 bits:
+// one of twenty digits is a number, above every setting's most, not a value
+// that is no number. (make mutate: an overflow guard that gave up on
+// numbers from 1.68e19 on passed every test before this one.)
+TEST(Settings, NumbersOfTwentyDigitsAreNumbers) {
+  EXPECT_EQ(warning("HAKMEM_DECAY_MS=18446744073709551609"),
+            "HAKMEM_DECAY_MS=18446744073709551609 is above the most, 600000 milliseconds; using 600000\n");
+  EXPECT_EQ(warning("HAKMEM_STATS_PID=18000000000000000000"),
+            "HAKMEM_STATS_PID=18000000000000000000 is above the most, 4194304; using 4194304\n");
+}
+
+// Read once at start-up, the settings are then sealed read-only
+// (SECURITY.md), and so are the keys and the arena's bounds: each group
+// fills a page of its own (hakmem::g_config, g_secrets, g_arena, found in
+// the library's symbol table), mapped without write permission once the
+// first allocation has run. (make mutate: settings left writable passed
+// every test before this one.)
+TEST(Settings, AreSealedReadOnlyOnceRead) {
+  free(malloc(100));
+  for (const char* name : {"_ZN6hakmem8g_configE", "_ZN6hakmem9g_secretsE", "_ZN6hakmem7g_arenaE"}) {
+    void* at = test_support::hidden_object(name);
+    ASSERT_NE(at, nullptr) << name << " not found in the symbol table (stripped?)";
+    test_support::Mapping m;
+    ASSERT_TRUE(test_support::mapping_of(at, &m)) << name << " lies in no mapping";
+    EXPECT_STREQ(m.perms, "r--p") << name << " at " << at;
+  }
 }
 
 TEST(Settings, GoodValuesSayNothing) {

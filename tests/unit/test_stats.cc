@@ -141,6 +141,47 @@ TEST(Stats, LargeAndHugeCounters) {
   EXPECT_EQ(snap().huge_live_bytes, s0.huge_live_bytes);
 }
 
+// A huge block that realloc shrinks (its mapping cut down by mremap, no
+// copy) counts at its new size in huge_live_bytes and bytes_in_use, and its
+// free takes the figures back to where they were. (make mutate: a shrink
+// that left the live bytes at the old size passed every test before this
+// one.)
+TEST(Stats, AHugeBlockShrunkByReallocCountsAtItsNewSize) {
+  hak_stats s0 = snap();
+  void* g = malloc(40 * MiB);
+  ASSERT_NE(g, nullptr);
+  g = realloc(g, 10 * MiB);
+  ASSERT_NE(g, nullptr);
+  ASSERT_LT(malloc_usable_size(g), 20 * MiB) << "the block did not shrink";
+  hak_stats s1 = snap();
+  EXPECT_EQ(s1.huge_live_bytes - s0.huge_live_bytes, malloc_usable_size(g));
+  EXPECT_LT(s1.bytes_in_use - s0.bytes_in_use, 20 * MiB);
+  free(g);
+  EXPECT_EQ(snap().huge_live_bytes, s0.huge_live_bytes);
+}
+
+// hak_stats_get fills in every class, the first too: the 8-byte class
+// (class 0; the hardened variant, whose smallest block is 16 bytes, has no
+// such class) reports its slabs, and its blocks count in bytes_in_use.
+// (make mutate: a loop over the classes that began at class 1 passed every
+// test before this one.)
+TEST(Stats, TheEightByteClassIsCountedLikeTheOthers) {
+  if (hakmem::size_to_class(8) != 0) GTEST_SKIP() << "8-byte requests take a larger class in this variant";
+  constexpr int kCount = 5000;
+  std::vector<void*> v;
+  v.reserve(kCount);
+  hak_stats s0 = snap();
+  for (int i = 0; i < kCount; ++i) v.push_back(malloc(8));
+  hak_stats s1 = snap();
+  EXPECT_EQ(s1.classes[0].block_size, 8u);
+  EXPECT_EQ(s1.classes[0].allocs - s0.classes[0].allocs, uint64_t{kCount});
+  EXPECT_GE(s1.classes[0].slabs, 1u) << "the 8-byte class holds no slab with 5000 blocks live";
+  EXPECT_GE(s1.bytes_in_use - s0.bytes_in_use, uint64_t{kCount} * 8) << "the 8-byte blocks are not in use";
+  for (void* p : v) free(p);
+  hak_stats s2 = snap();
+  EXPECT_EQ(s2.classes[0].frees - s1.classes[0].frees, uint64_t{kCount});
+}
+
 TEST(Stats, MemoryFiguresAreConsistent) {
   std::vector<void*> v;
   for (int i = 0; i < 3000; ++i) v.push_back(malloc(1 + i * 17 % 9000));

@@ -462,6 +462,45 @@ TEST(Threads, ThreadCachesTogetherStayWithinTheirBudget) {
                                            << " bytes (the probe does not fill them)";
 }
 
+// HAKMEM_TEST_PROBE=1: 31 threads take a cache each and exit; then the main
+// thread, alone again, frees waves of 12 classes (16 B to 32 KiB) and prints
+// what its cache holds.
+TEST(Threads, ProbeACacheAloneAfterOthersExited) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  static const size_t kSizes[] = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 31; ++t)  // each with a cache of its own: the thread counts
+    threads.emplace_back([] { free(test_support::opaque(malloc(16))); });
+  for (auto& t : threads) t.join();
+  for (int wave = 0; wave < 3; ++wave)
+    for (size_t size : kSizes) {
+      void* blocks[64];
+      for (void*& p : blocks) p = test_support::opaque(malloc(size));
+      for (void* p : blocks) free(p);
+    }
+  hak_stats s;
+  hak_stats_get(&s);
+  printf("held=%llu\n", static_cast<unsigned long long>(s.thread_cache_bytes));
+}
+
+// A thread's share of the budget is the budget over the threads alive at
+// its refill: threads that exited count no more, and a thread alone again
+// has the whole budget (1 MiB here) for its cache, not a 32nd of it (that
+// is under the share's floor, 64 KiB, which a thread may pass by a block of
+// each class it uses: 150 KiB here). (make mutate: an exit that did not
+// count its thread out passed every test before this one.)
+TEST(Threads, ExitedThreadsLeaveTheirShareOfTheBudget) {
+  int status = 0;
+  const std::string line = test_support::run_self("HAKMEM_THREAD_CACHES=1 HAKMEM_TEST_PROBE=1",
+                                                  "Threads.ProbeACacheAloneAfterOthersExited", "held=", &status);
+  EXPECT_EQ(status, 0);
+  ASSERT_FALSE(line.empty()) << "the probe printed nothing";
+  const uint64_t held = strtoull(line.c_str(), nullptr, 10);
+  EXPECT_GT(held, 256 * KiB) << "a thread alone after 31 others exited caches " << held
+                             << " bytes, as if they still shared a budget of 1 MiB";
+  EXPECT_LE(held, 1 * MiB + 32 * KiB);
+}
+
 // glibc frees some per-thread buffers (strerror's text for an unknown errno,
 // dlerror's message) in __libc_thread_freeres, after every pthread key
 // destructor, hakmem's exit hook included; other libraries' key destructors
@@ -841,6 +880,46 @@ TEST(LargeParking, AParkedSpanDoesNotBlockReallocGrowth) {
   EXPECT_EQ(grown, a) << "the buffer was copied instead of growing over the parked span";
   EXPECT_EQ(grown[256 * KiB - 1], 7);
   free(grown);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// "Up to 1 MiB" includes 1 MiB: a span of exactly 16 units is parked and
+// comes back to its thread; one a unit longer goes back to the backend.
+// (make mutate: a limit that parked only spans under 16 units passed every
+// test before this one.)
+TEST(LargeParking, ASpanOfExactly1MiBIsParkedAndOneUnitLongerIsNot) {
+  if (!spans_park()) GTEST_SKIP() << "spans are not parked in this build or with these settings";
+  hak_trim();  // no spans parked from earlier tests
+  void* p = malloc(opaque_size(1 * MiB));
+  void* q = malloc(opaque_size(1 * MiB + 1));
+  ASSERT_NE(p, nullptr);
+  ASSERT_NE(q, nullptr);
+  free(opaque(p));
+  EXPECT_TRUE(parked(p)) << "a span of 16 units (1 MiB) was not parked";
+  free(opaque(q));
+  EXPECT_FALSE(parked(q)) << "a span of 17 units was parked";
+  void* again = malloc(opaque_size(1 * MiB));
+  EXPECT_EQ(again, p) << "the parked span of 1 MiB did not come back";
+  free(again);
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// A thread keeps four parked spans at most (4 MiB at most held back from
+// the backend): a fifth free parks its span in place of the first, which
+// goes back. (make mutate: five slots passed every test before this one.)
+TEST(LargeParking, AThreadKeepsFourParkedSpansAtMost) {
+  if (!spans_park()) GTEST_SKIP() << "spans are not parked in this build or with these settings";
+  hak_trim();  // no spans parked from earlier tests
+  void* spans[5];
+  for (int i = 0; i < 5; ++i) {
+    spans[i] = malloc(opaque_size((200 + 100 * i) * KiB));  // five lengths: 4 to 10 units
+    ASSERT_NE(spans[i], nullptr);
+  }
+  for (void* p : spans) free(opaque(p));
+  EXPECT_FALSE(parked(spans[0])) << "a fifth parked span did not displace the first";
+  for (int i = 1; i < 5; ++i) EXPECT_TRUE(parked(spans[i])) << "span " << i << " is not parked";
+  hak_trim();
+  for (void* p : spans) EXPECT_FALSE(parked(p)) << p << " stayed parked past a trim";
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
