@@ -11,14 +11,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "hakmem.h"
+#include "size_class/size_class.h"
+#include "tests/support/run_self.h"
 #include "tests/support/units.h"
 
 namespace {
@@ -301,6 +305,70 @@ TEST(Fork, AMallctlInAnotherThreadDoesNotHangTheChild) {
   }
   stop = true;
   reader.join();
+}
+
+// A forked child is single-threaded again: it counts one live thread, its
+// own, so that a thread it starts shares the thread-cache budget with it
+// half and half. The probe (HAKMEM_THREAD_CACHES=2) forks; the child starts
+// a thread, both free 64 KiB of every class (about 3 MiB a thread could
+// cache), and the child reads what the two caches hold while the thread
+// waits. (make mutate: a child that counted no
+// live thread, which gave each of its two threads the whole budget, passed
+// every test before this one.)
+TEST(Fork, ProbeChildThreadCaches) {
+  if (getenv("HAKMEM_TEST_PROBE") == nullptr) GTEST_SKIP() << "run by the test below";
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::atomic<int> filled{0};
+    std::atomic<bool> done{false};
+    auto waves = [&] {
+      filled.fetch_add(1);
+      while (filled.load() < 2) {
+      }
+      for (int wave = 0; wave < 2; ++wave)
+        for (int c = 0; c < hakmem::kNumClasses; ++c) {  // 64 KiB of each class, at most 64 blocks
+          const size_t size = hakmem::class_size(c);
+          void* blocks[64];
+          const size_t n = std::min<size_t>(64, std::max<size_t>(1, 64 * KiB / size));
+          for (size_t i = 0; i < n; ++i) blocks[i] = malloc(size);
+          for (size_t i = 0; i < n; ++i) free(blocks[i]);
+        }
+      filled.fetch_add(1);
+    };
+    std::thread other([&] {
+      waves();
+      while (!done.load()) usleep(1000);  // idle, its cache in place
+    });
+    waves();
+    while (filled.load() < 4) usleep(1000);
+    hak_stats s;
+    hak_stats_get(&s);
+    done.store(true);
+    other.join();
+    const unsigned long long held = s.thread_cache_bytes;
+    _exit(write(pipe_fds[1], &held, sizeof held) == sizeof held ? 0 : 1);
+  }
+  close(pipe_fds[1]);
+  unsigned long long held = 0;
+  const bool got = read(pipe_fds[0], &held, sizeof held) == sizeof held;
+  close(pipe_fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (got && WIFEXITED(status) && WEXITSTATUS(status) == 0) printf("probe: held=%llu\n", held);
+  fflush(stdout);
+}
+TEST(Fork, AChildsThreadsShareTheThreadCacheBudget) {
+  int status = 0;
+  const std::string line = test_support::run_self("HAKMEM_THREAD_CACHES=2 HAKMEM_TEST_PROBE=1", "Fork.ProbeChildThreadCaches",
+                                                  "probe: ", &status);
+  unsigned long long held = 0;
+  ASSERT_EQ(sscanf(line.c_str(), "held=%llu", &held), 1) << "the probe's child failed: " << line;
+  // 1 MiB each, and one block over it at most (the class each refilled
+  // last); with the whole budget each, they cached 3.7 MiB.
+  EXPECT_LE(held, 2 * MiB + 2 * 128 * KiB) << "the child's two threads cache " << held << " bytes";
 }
 
 }  // namespace
