@@ -78,25 +78,19 @@ void return_oldest_locked(int cls, CentralClass& c, uint32_t n) {
 
 void central_drain(int cls) {
   CentralClass& c = g_central[cls];
-  uint64_t purged;
-  {
-    LockGuard guard(c.lock);
-    return_oldest_locked(cls, c, c.batches);
-    purged = slab_purge_free_pages(c.slabs, cls, true);
-  }
-  if (purged != 0) backend_count_returned(purged);
+  LockGuard guard(c.lock);
+  return_oldest_locked(cls, c, c.batches);
+  slab_purge_free_pages(c.slabs, cls, true);
 }
 
 void central_decay() {
-  uint64_t purged = 0;
   for (int cls = 0; cls < kNumClasses; ++cls) {
     CentralClass& c = g_central[cls];
     if (!c.lock.try_lock()) continue;  // busy, so not idle: the next pass will see it
     return_oldest_locked(cls, c, c.low_water);
-    purged += slab_purge_free_pages(c.slabs, cls, false);
+    slab_purge_free_pages(c.slabs, cls, false);
     c.lock.unlock();
   }
-  if (purged != 0) backend_count_returned(purged);
 }
 
 uint64_t central_pooled_blocks(int cls) {

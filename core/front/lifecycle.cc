@@ -86,8 +86,9 @@ void fork_child() {
 // thread does not exist in the child) redoes only the one in progress:
 // every step may run twice (a second arena reservation in the child is
 // address space only), and none after its memory was sealed read-only.
+constexpr int kInitSteps = 8;
 void init_steps(int from) {
-  for (int step = from; step < 8; ++step) {
+  for (int step = from; step < kInitSteps; ++step) {
     switch (step) {
       case 0: config_init(); break;
       case 1: report_channel_open(); break;

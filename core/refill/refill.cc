@@ -197,8 +197,7 @@ ClassPolicy fit_thread_share(ClassPolicy p, const TlsBin& bin, int cls) {
   }
   const uint64_t fits = others < share ? (share - others) / size : 0;
   if (p.cap > fits) p.cap = static_cast<uint16_t>(fits > 1 ? fits : 1);
-  if (p.batch > p.cap) p.batch = p.cap;
-  return p;
+  return p;  // a batch above the cap: tls_bin_reshape cuts it
 }
 
 // The only place a policy is read (contract B): a bin takes on its class's

@@ -593,9 +593,9 @@ constexpr uint8_t kFreePagesPurged = 0xff;
 // partly used slabs resident for 4 MiB in their caches. A free block's
 // pages past its first (which holds its link, and the hardened seal) hold
 // nothing anyone reads; from 8 KiB up a block covers at least one such page.
-uint64_t slab_purge_free_pages(SlabClass& slabs, int cls, bool force) {
+void slab_purge_free_pages(SlabClass& slabs, int cls, bool force) {
   const size_t size = class_size(cls);
-  if (size < 2 * kOsPageSize) return 0;
+  if (size < 2 * kOsPageSize) return;
   uint64_t purged = 0;
   for (Run* s = slabs.partial; s != nullptr; s = s->next) {
     if (s->quiet_passes == kFreePagesPurged) continue;
@@ -609,12 +609,9 @@ uint64_t slab_purge_free_pages(SlabClass& slabs, int cls, bool force) {
     }
     s->quiet_passes = kFreePagesPurged;
   }
-  return purged;
-}
-
-void backend_count_returned(uint64_t bytes) {
-  LockGuard guard(g_backend.lock);
-  g_backend.returned_bytes += bytes;
+  if (purged == 0) return;
+  LockGuard guard(g_backend.lock);  // the class lock is held: central before backend is the lock order
+  g_backend.returned_bytes += purged;
 }
 
 bool run_lookup(const void* p, RunInfo* out) {

@@ -311,10 +311,8 @@ void slab_return_blocks(SlabClass& slabs, int cls, const BlockList& list);
 // A decay pass over a class's partly used slabs (under its lock): the
 // free blocks of a slab that none came back to for a whole decay give the
 // pages they cover, past their link, back to the OS (all of them at once
-// with `force`). Returns the bytes given back.
-uint64_t slab_purge_free_pages(SlabClass& slabs, int cls, bool force);
-// Counts bytes given back by slab_purge_free_pages in the backend's figure.
-void backend_count_returned(uint64_t bytes);
+// with `force`), counted in the backend's returned bytes.
+void slab_purge_free_pages(SlabClass& slabs, int cls, bool force);
 
 // ---- What the backend knows of a pointer ----
 // Outside this box, code asks these instead of reading segment headers, run

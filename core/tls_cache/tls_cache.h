@@ -267,7 +267,7 @@ HAK_INLINE bool tls_cache_holds_blocks() {
 // The bin takes on a capacity and a batch size (a policy); its room follows.
 HAK_INLINE void tls_bin_reshape(TlsBin& bin, uint16_t cap, uint16_t batch) {
   if (kHardened && cap > kHardenedBinCap) cap = kHardenedBinCap;
-  if (batch > cap) batch = cap;
+  if (batch > cap) batch = cap;  // a capacity cut to the thread's share (refill.cc) may fall below the batch
   const uint32_t count = tls_bin_count(bin);
   t_cache.cap_bytes += (uint64_t{cap} - bin.cap) * class_size(tls_bin_class(bin));  // modulo 2^64: a smaller cap subtracts
   bin.cap = cap;

@@ -136,48 +136,6 @@ TEST(Ace, PoliciesInForceAreSane) {
   }
 }
 
-// The bandit settles on an arm that is clearly cheapest. In a child (the
-// learner's state is the process's), events of the 48-byte class report a
-// thousand operations per slow event while arm 0 is in force and one per
-// slow event under any other arm: arm 0 costs a thousandth of the others.
-// The policy is read before each event and a learning step follows it, so
-// every event is charged to the arm it was made under. UCB1 pulls each
-// other arm about 2 ln n times in n epochs (some 14 times in 1000): arm 0
-// was in force in 476 of the last 500, and must be in 400. (make mutate: an
-// exploration bonus scaled by 1e300, or an epoch count that ran down, left
-// the learner trying other arms -- arm 0 in force in about 40 and 332 of
-// the 500 -- and no test saw it.)
-TEST(Ace, TheLearnerSettlesOnTheCheapestArm) {
-  REQUIRE_ACE();
-  const int cls = hakmem::size_to_class(48);
-  const ClassPolicy cheapest = ace().arm_policy(cls, 0);
-  for (uint32_t a = 1; a < hakmem::kAceArms; ++a) {
-    const ClassPolicy p = ace().arm_policy(cls, a);
-    ASSERT_FALSE(p.batch == cheapest.batch && p.cap == cheapest.cap) << "arm " << a << " is arm 0's policy";
-  }
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    int in_force_late = 0;
-    for (int epoch = 0; epoch < 1000; ++epoch) {
-      bool cheap = false;
-      for (int k = 0; k < 64; ++k) {  // an epoch: kEpochEvents slow events of the class
-        const ClassPolicy p = ace().policy(cls);
-        cheap = p.batch == cheapest.batch && p.cap == cheapest.cap;
-        ace().record(hakmem::AceEvent{cheap ? 1000u : 1u, static_cast<uint8_t>(cls), hakmem::AceEventKind::kRefill, 1});
-        ace().learn_step();
-      }
-      if (epoch >= 500 && cheap) ++in_force_late;
-    }
-    _exit(in_force_late >= 400 ? 0 : 1 + in_force_late / 4);  // the exit status says how often, in fours
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "arm 0 in force in about " << (WEXITSTATUS(status) - 1) * 4
-                                    << " of the last 500 epochs";
-}
-
 // In a forked child, feeds class `cls` `epochs` epochs of events (64 slow
 // events each, the policy read before each event and a learning step after
 // it, so that every event is charged to the arm it was made under): under
@@ -206,6 +164,47 @@ void feed_the_learner(int cls, int epochs, uint32_t cheap_ops, DearOps dear_ops,
 }
 
 bool same_policy(ClassPolicy a, ClassPolicy b) { return a.batch == b.batch && a.cap == b.cap; }
+
+// Waits for a child that fed the learner and exited 0 when arm 0 was in
+// force in at least 400 of the last 500 epochs (else 1 + that count / 4).
+void expect_arm_0_settled(pid_t pid) {
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "arm 0 in force in about " << (WEXITSTATUS(status) - 1) * 4
+                                    << " of the last 500 epochs";
+}
+
+// The bandit settles on an arm that is clearly cheapest. In a child (the
+// learner's state is the process's), events of the 48-byte class report a
+// thousand operations per slow event while arm 0 is in force and one per
+// slow event under any other arm: arm 0 costs a thousandth of the others.
+// The policy is read before each event and a learning step follows it, so
+// every event is charged to the arm it was made under. UCB1 pulls each
+// other arm about 2 ln n times in n epochs (some 14 times in 1000): arm 0
+// was in force in 476 of the last 500, and must be in 400. (make mutate: an
+// exploration bonus scaled by 1e300, or an epoch count that ran down, left
+// the learner trying other arms -- arm 0 in force in about 40 and 332 of
+// the 500 -- and no test saw it.)
+TEST(Ace, TheLearnerSettlesOnTheCheapestArm) {
+  REQUIRE_ACE();
+  const int cls = hakmem::size_to_class(48);
+  const ClassPolicy cheapest = ace().arm_policy(cls, 0);
+  for (uint32_t a = 1; a < hakmem::kAceArms; ++a)
+    ASSERT_FALSE(same_policy(ace().arm_policy(cls, a), cheapest)) << "arm " << a << " is arm 0's policy";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    int epoch = 0, in_force_late = 0;
+    bool cheap = false;  // the last event's arm was arm 0
+    feed_the_learner(
+        cls, 1000, 1000, [](uint64_t) { return 1u; },
+        [&](ClassPolicy before, ClassPolicy) { cheap = same_policy(before, cheapest); },
+        [&](ClassPolicy) { in_force_late += epoch++ >= 500 && cheap; });
+    _exit(in_force_late >= 400 ? 0 : 1 + in_force_late / 4);  // the exit status says how often, in fours
+  }
+  expect_arm_0_settled(pid);
+}
 
 // policy_changes counts the epochs after which a class's arm changed, and
 // only those. The 768-byte class's twelve arms are twelve different
@@ -280,11 +279,7 @@ TEST(Ace, TheLearnerSettlesWhereCostsDifferLittle) {
     fflush(stdout);
     _exit(in_force_late >= 400 ? 0 : 1 + in_force_late / 4);  // the exit status says how often, in fours
   }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "arm 0 in force in about " << (WEXITSTATUS(status) - 1) * 4
-                                    << " of the last 500 epochs";
+  expect_arm_0_settled(pid);
 }
 
 TEST(Ace, ChurnOnOneClassMakesTheLearnerLearn) {

@@ -28,6 +28,7 @@
 #include "hakmem.h"
 #include "large/large.h"
 #include "size_class/size_class.h"
+#include "tests/support/hidden_symbol.h"
 #include "tests/support/opaque.h"
 #include "tests/support/units.h"
 
@@ -837,28 +838,10 @@ TEST(FrontCxx, NewHandlerThatThrows) {
 // hak_malloc.
 std::vector<std::string> library_function_symbols(std::string* path) {
   std::vector<std::string> out;
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&hak_malloc), &info) == 0) return out;
-  *path = info.dli_fname;
-  int fd = open(info.dli_fname, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return out;
-  struct stat st;
-  fstat(fd, &st);
-  size_t len = static_cast<size_t>(st.st_size);
-  void* mem = mmap(nullptr, len, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (mem == MAP_FAILED) return out;
-  const char* base = static_cast<const char*>(mem);
-  const auto* eh = reinterpret_cast<const Elf64_Ehdr*>(base);
-  const auto* sh = reinterpret_cast<const Elf64_Shdr*>(base + eh->e_shoff);
-  for (int i = 0; i < eh->e_shnum; ++i) {
-    if (sh[i].sh_type != SHT_SYMTAB) continue;
-    const auto* syms = reinterpret_cast<const Elf64_Sym*>(base + sh[i].sh_offset);
-    const char* strtab = base + sh[sh[i].sh_link].sh_offset;
-    for (size_t k = 0; k < sh[i].sh_size / sizeof(Elf64_Sym); ++k)
-      if (ELF64_ST_TYPE(syms[k].st_info) == STT_FUNC) out.emplace_back(strtab + syms[k].st_name);
-  }
-  munmap(mem, len);
+  *path = test_support::each_library_symbol(STT_FUNC, [&out](const char* name, void*) {
+    out.emplace_back(name);
+    return false;
+  });
   return out;
 }
 
