@@ -271,9 +271,11 @@ void report_channel_fork_child() {
 int report_fd(bool* opened) {
   *opened = false;
   if (g_config.stats_file[0] != '\0') {
-    char path[sizeof g_config.stats_file + 16];
+    // Room for any name the setting holds: each two-byte %p becomes at most
+    // 7 digits (the kernel's pids stay below 2^22), so the name is never cut.
+    char path[sizeof g_config.stats_file * 4];
     size_t n = 0;
-    for (const char* c = g_config.stats_file; *c != '\0' && n + 12 < sizeof path; ++c) {
+    for (const char* c = g_config.stats_file; *c != '\0'; ++c) {
       if (c[0] == '%' && c[1] == 'p') {
         n += static_cast<size_t>(snprintf(path + n, sizeof path - n, "%d", static_cast<int>(getpid())));
         ++c;

@@ -19,7 +19,9 @@
 
 #include "hakmem.h"
 #include "slab/slab.h"
+#include "tests/support/hidden_symbol.h"
 #include "tests/support/opaque.h"
+#include "tests/support/proc_self.h"
 #include "tests/support/run_self.h"
 #include "tests/support/units.h"
 
@@ -108,6 +110,30 @@ TEST(Metadata, MetadataIsAtARandomDistanceFromTheHeap) {
 // return address on the thread's stack). The bin offset is masked into the
 // thread's bins now: the worst a forged entry does is misfile the block in
 // one of them, or, aimed at a spare bin, stop the program.
+// The metadata region is one reservation of hakmem's own, laid out as
+// [guard | segment map | guard | entry table | guard | headers | guard]: the
+// table is committed inside it (MAP_FIXED), so a table placed anywhere else
+// would be mapped over whatever the program keeps there.
+TEST(Metadata, TheEntryTableLiesBetweenTheSegmentMapAndTheHeaders) {
+  void* p = malloc(64);
+  const auto* arena = static_cast<const hakmem::ArenaLayout*>(test_support::hidden_object("_ZN6hakmem7g_arenaE"));
+  ASSERT_NE(arena, nullptr) << "g_arena not found in the symbol table (stripped?)";
+  if (arena->size == 0) GTEST_SKIP() << "no segment arena in this run";
+  const uintptr_t map_end = reinterpret_cast<uintptr_t>(arena->segmap) + hakmem::kSegmapSlots;
+  const uintptr_t table_end = arena->entry_table + (arena->size >> hakmem::kUnitShift) * sizeof(hakmem::UnitEntry);
+  EXPECT_GT(arena->entry_table, map_end) << "the table lies below the segment map's end";
+  EXPECT_LT(table_end, arena->headers_base) << "the table reaches into the headers";
+  EXPECT_EQ(arena->entry_table, arena->entry_bias + (arena->base >> hakmem::kUnitShift) * sizeof(hakmem::UnitEntry));
+  // A live block's entry is in the table, and the guard before it faults.
+  const auto entry = reinterpret_cast<uintptr_t>(&hakmem::inspect_units(hakmem::inspect_segment(p))[hakmem::unit_of(p)]);
+  EXPECT_GE(entry, arena->entry_table);
+  EXPECT_LT(entry, table_end);
+  test_support::Mapping guard;
+  ASSERT_TRUE(test_support::mapping_of(reinterpret_cast<void*>(arena->entry_table - 1), &guard));
+  EXPECT_STREQ(guard.perms, "---p");
+  free(p);
+}
+
 TEST(Metadata, AForgedEntryCannotAimFreeOutsideTheBins) {
   for (uint16_t forged : {uint16_t{0x28}, uint16_t{0x7fe8}, uint16_t{0xffff}}) {
     EXPECT_EXIT(

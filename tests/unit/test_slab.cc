@@ -11,6 +11,7 @@
 #include <chrono>
 #include <thread>
 #include <random>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -312,9 +313,20 @@ TEST(Slab, CheckHeapSeesDamagedHeaders) {
   slab->used += 1;  // counts disagree with the free list
   int wrong_count = hak_check_heap();
   slab->used -= 1;
+  // More free blocks than were ever carved: out of range by itself, before
+  // the counts that follow from it are compared (the report names the
+  // first fault found).
+  const uint32_t free_count = slab->free_count;
+  testing::internal::CaptureStderr();
+  slab->free_count = slab->carved + 1;
+  int free_past_carved = hak_check_heap();
+  slab->free_count = free_count;
+  const std::string said = testing::internal::GetCapturedStderr();
   EXPECT_GT(wrong_class, 0);
   EXPECT_GT(wrong_kind, 0);
   EXPECT_GT(wrong_count, 0);
+  EXPECT_GT(free_past_carved, 0);
+  EXPECT_NE(said.find("integrity: slab counts out of range"), std::string::npos) << said;
   EXPECT_EQ(hak_check_heap(), 0);
   free(p);
 }

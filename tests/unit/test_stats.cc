@@ -1,5 +1,6 @@
 // Stats: hak_stats_get counters, the report (hak_stats_print, malloc_stats,
 // malloc_info) and HAKMEM_STATS=1 at exit.
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -467,6 +469,51 @@ TEST(Stats, ReportGoesToTheFileNamedWithThePid) {
   }
   rmdir(dir);
   EXPECT_EQ(text.rfind("hakmem statistics (pid " + std::to_string(r.pid) + ", ls)", 0), 0u) << path << ":\n" << text;
+}
+
+// A name as long as the setting allows, its %p's expanding it far past the
+// setting's 255 bytes, is written whole: the report once went to a name cut
+// after 259 bytes, a file nobody asked for.
+TEST(Stats, ReportGoesToTheWholeNameHoweverLongItsPidsMakeIt) {
+#if defined(HAKMEM_PREFIXED_API_ONLY)
+  GTEST_SKIP() << "preloads the drop-in library, which this build does not make";
+#endif
+  char top[] = "/tmp/hakmem-stats-XXXXXX";
+  ASSERT_NE(mkdtemp(top), nullptr);
+  const std::string dir = std::string(top) + "/" + std::string(150, 'd');
+  ASSERT_EQ(mkdir(dir.c_str(), 0700), 0);
+  // 36 %p's: at most 252 bytes once expanded (a file name's most is 255).
+  std::string pattern = dir + "/";
+  for (int i = 0; i < 36; ++i) pattern += "%p";
+  ASSERT_LE(pattern.size(), 255u);
+  Child r = run_program({"ls"}, {"HAKMEM_STATS=1", "HAKMEM_STATS_FILE=" + pattern});
+  ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
+  std::string name;
+  for (int i = 0; i < 36; ++i) name += std::to_string(r.pid);
+  const std::string path = dir + "/" + name;
+  std::string text;
+  if (FILE* f = fopen(path.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    fclose(f);
+    unlink(path.c_str());
+  }
+  std::string others;  // whatever else landed there
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') {
+        others += std::string(e->d_name) + "\n";
+        unlink((dir + "/" + e->d_name).c_str());
+      }
+    closedir(d);
+  }
+  rmdir(dir.c_str());
+  rmdir(top);
+  if (path.size() <= 272) GTEST_SKIP() << "a pid of " << std::to_string(r.pid).size() << " digits expands too little";
+  EXPECT_EQ(text.rfind("hakmem statistics (pid " + std::to_string(r.pid) + ", ls)", 0), 0u) << path << ":\n" << text;
+  EXPECT_EQ(others, "");
+  EXPECT_EQ(r.err.find("hakmem statistics"), std::string::npos) << "the report went to stderr:\n" << r.err;
 }
 
 // HAKMEM_STATS_PID: only that process reports (hakmem run --stats-top).
