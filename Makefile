@@ -11,6 +11,8 @@
 #   make hardened   the hardened variant, build/hardened/lib/libhakmem-hardened.so, and its tests
 #   make bench      benchmarks against glibc, mimalloc, jemalloc and tcmalloc, the hardened
 #                   variant beside release
+#   make scaling    the multi-threaded workloads at 1-16 threads under every allocator
+#                   (bench/results/scaling/)
 #   make gate       the merge gate: a quick benchmark run checked against bench/thresholds
 #   make mutate     mutation testing of core/ against a fast test set (tests/mutate/REPORT.md)
 #   make deps       install the Debian packages the build, tests and benchmarks need
@@ -18,7 +20,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 BUILD := build
 
-.PHONY: lib install clang all release test check demo bench gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened mutate
+.PHONY: lib install clang all release test check demo bench scaling gate deps clean fuzz fuzz-smoke contracts asan ubsan tsan valgrind hardened mutate
 FUZZ_SECONDS ?= 60
 
 PREFIX ?= /usr/local
@@ -66,6 +68,9 @@ bench: release
 	bash bench/run $(BENCH_ARGS)
 	bash bench/hardened-settings --out bench/results/hardened-settings.md
 	bash bench/ace-arms --out bench/results/ace-arms.md
+
+scaling: release
+	bash bench/scaling $(SCALING_ARGS)
 
 gate: release
 	$(CMAKE) -S . -B $(BUILD)/hardened -DCMAKE_BUILD_TYPE=Release -DHAKMEM_HARDENED=ON -DHAKMEM_OVERRIDE=ON \
