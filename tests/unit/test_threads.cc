@@ -483,6 +483,31 @@ TEST(Threads, ProbeACacheAloneAfterOthersExited) {
   printf("held=%llu\n", static_cast<unsigned long long>(s.thread_cache_bytes));
 }
 
+// A wave of 1600 blocks of 4 KiB (6.4 MiB, glibc-simple's largest) that a
+// thread frees waits whole in its thread cache and the central pool, as
+// batches, for the next wave: none goes back to its slab, which walks the
+// blocks one by one, and which the next wave's refills would walk again.
+// The slabs' counts say it: every block of the wave is still outside its
+// slab (RunInfo::used).
+TEST(Threads, AWaveOf1600BlocksOf4KiBWaitsWholeForTheNextWave) {
+  hak_trim();  // the pool holds no earlier test's blocks
+  std::thread([] {
+    std::vector<void*> wave;
+    for (int i = 0; i < 1600; ++i) wave.push_back(malloc(4096));
+    for (void* p : wave) free(p);
+    std::vector<char*> slabs;
+    uint64_t outside = 0;
+    for (void* p : wave) {
+      hakmem::RunInfo run;
+      ASSERT_TRUE(hakmem::run_lookup(p, &run));
+      if (std::find(slabs.begin(), slabs.end(), run.start) != slabs.end()) continue;
+      slabs.push_back(run.start);
+      outside += run.used;
+    }
+    EXPECT_GE(outside, 1600u) << "of the wave's blocks, " << 1600 - outside << " went back to their slabs";
+  }).join();
+}
+
 // A thread's share of the budget is the budget over the threads alive at
 // its refill: threads that exited count no more, and a thread alone again
 // has the whole budget (1 MiB here) for its cache, not a 32nd of it (that
