@@ -16,6 +16,7 @@
 #include "hakmem.h"
 #include "large/large.h"
 #include "os/os.h"
+#include "slab/slab.h"
 #include "tests/support/units.h"
 
 namespace {
@@ -250,30 +251,39 @@ TEST(Large, SpanReallocGrowsAndShrinksInPlace) {
 }
 
 // The large box's limit itself (kLargeMax, 2 MiB) is a span's size: a span
-// grows in place up to it, the limit included. A span that can grow (fresh
-// units after it) grows to exactly 2 MiB without moving; should the units
-// after one be taken, another span tries, the first kept so that the next
-// lands elsewhere. (make mutate: growth refused at exactly the limit, so
-// that a realloc to 2 MiB copied, passed every test before this one.)
+// grows in place up to it, the limit included. A span that can grow (free
+// units after it, room for 2 MiB and a hardened span's guard page before
+// its segment's end) grows to exactly 2 MiB without moving; should the
+// units after one be taken, another span tries, the first one's place
+// held so that the next lands elsewhere. (make mutate: growth refused at exactly the limit,
+// so that a realloc to 2 MiB copied, passed every test before this one.)
 TEST(Large, SpanGrowsInPlaceToExactlyTheLargeLimit) {
   hak_trim();  // fresh segments: the units after a new span are free
-  std::vector<void*> moved;
+  constexpr size_t kSpan = 1 * MiB + 64 * KiB;  // 17 units: too big to be parked, far from the limit
+  std::vector<void*> kept;
   bool in_place = false;
-  for (int attempt = 0; attempt < 8 && !in_place; ++attempt) {
-    void* p = malloc(1 * MiB + 64 * KiB);  // 17 units: too big to be parked, far from the limit
+  for (int attempt = 0; attempt < 64 && !in_place; ++attempt) {
+    void* p = malloc(kSpan);
     ASSERT_NE(p, nullptr);
+    kept.push_back(p);
+    // Too near its segment's end to reach 2 MiB: kept, so that the next
+    // span lands elsewhere, as is the place of a span that moved (in a
+    // process whose earlier tests left segments partly used, each span that
+    // moved freed a place there that the next span took, for ever).
+    const size_t unit = (reinterpret_cast<uintptr_t>(p) & (hakmem::kSegmentSize - 1)) >> hakmem::kUnitShift;
+    if (unit + (hakmem::kLargeMax >> hakmem::kUnitShift) + 1 > static_cast<size_t>(hakmem::kUnitsPerSegment)) continue;
     fill(p, 1 * MiB, 5);
     void* q = realloc(p, hakmem::kLargeMax);
     ASSERT_NE(q, nullptr);
     EXPECT_TRUE(intact(q, 1 * MiB, 5)) << "contents lost growing to the limit";
     EXPECT_GE(malloc_usable_size(q), hakmem::kLargeMax);
     in_place = q == p;
-    moved.push_back(q);
+    kept.back() = q;
+    if (!in_place) kept.push_back(malloc(kSpan));  // holds the place p left
   }
-  EXPECT_TRUE(in_place) << "no span of " << moved.size() << " grew in place to exactly " << hakmem::kLargeMax
-                        << " bytes";
+  EXPECT_TRUE(in_place) << "no span of " << kept.size() << " grew in place to exactly " << hakmem::kLargeMax << " bytes";
   EXPECT_EQ(hak_check_heap(), 0);
-  for (void* q : moved) free(q);
+  for (void* q : kept) free(q);
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
