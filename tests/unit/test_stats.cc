@@ -447,6 +447,19 @@ TEST(Stats, ReportReachesTheUserWhenTheProgramClosesStderr) {
   }
 }
 
+// A file's text ("" if it cannot be read); the file is removed.
+std::string take_file(const std::string& path) {
+  std::string text;
+  if (FILE* f = fopen(path.c_str(), "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    fclose(f);
+    unlink(path.c_str());
+  }
+  return text;
+}
+
 // HAKMEM_STATS_FILE: the report goes to that file, %p standing for the pid.
 TEST(Stats, ReportGoesToTheFileNamedWithThePid) {
 #if defined(HAKMEM_PREFIXED_API_ONLY)
@@ -459,14 +472,7 @@ TEST(Stats, ReportGoesToTheFileNamedWithThePid) {
   ASSERT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0) << r.status;
   EXPECT_EQ(r.err.find("hakmem statistics"), std::string::npos) << "the report went to stderr too:\n" << r.err;
   const std::string path = std::string(dir) + "/report." + std::to_string(r.pid);
-  std::string text;
-  if (FILE* f = fopen(path.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    fclose(f);
-    unlink(path.c_str());
-  }
+  const std::string text = take_file(path);
   rmdir(dir);
   EXPECT_EQ(text.rfind("hakmem statistics (pid " + std::to_string(r.pid) + ", ls)", 0), 0u) << path << ":\n" << text;
 }
@@ -491,14 +497,7 @@ TEST(Stats, ReportGoesToTheWholeNameHoweverLongItsPidsMakeIt) {
   std::string name;
   for (int i = 0; i < 36; ++i) name += std::to_string(r.pid);
   const std::string path = dir + "/" + name;
-  std::string text;
-  if (FILE* f = fopen(path.c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    fclose(f);
-    unlink(path.c_str());
-  }
+  const std::string text = take_file(path);
   std::string others;  // whatever else landed there
   if (DIR* d = opendir(dir.c_str())) {
     while (dirent* e = readdir(d))
