@@ -22,6 +22,7 @@
 
 #include "hakmem.h"
 #include "size_class/size_class.h"
+#include "tests/support/hidden_symbol.h"
 #include "tests/support/run_self.h"
 #include "tests/support/units.h"
 
@@ -369,6 +370,73 @@ TEST(Fork, AChildsThreadsShareTheThreadCacheBudget) {
   // 1 MiB each, and one block over it at most (the class each refilled
   // last); with the whole budget each, they cached 3.7 MiB.
   EXPECT_LE(held, 2 * MiB + 2 * 128 * KiB) << "the child's two threads cache " << held << " bytes";
+}
+
+// hakmem's first initialisation, driven by hand in a child process: its
+// state word (lifecycle.cc's g_init_state: 2 once done, else the
+// initialising process's pid * 2 + 1) set as a race leaves it, and the slow
+// path that a first allocation takes (init_slow) called.
+struct InitHooks {
+  std::atomic<int64_t>* state;
+  void (*init_slow)();
+};
+constexpr int64_t kInitDone = 2;
+
+InitHooks init_hooks() {
+  return {static_cast<std::atomic<int64_t>*>(test_support::hidden_object("_ZN12_GLOBAL__N_112g_init_stateE")),
+          reinterpret_cast<void (*)()>(test_support::hidden_symbol("_ZN12_GLOBAL__N_19init_slowEv"))};
+}
+
+// A thread whose first allocation finds another thread of its process
+// initialising hakmem waits until that thread is done. (make mutate: a
+// thread that went on at once, into an allocator not yet set up, passed
+// every test before this one.)
+// In a child: 0 if init_slow waited for the initialising thread.
+int wait_for_an_initialising_thread() {
+  const InitHooks hooks = init_hooks();
+  std::atomic<bool> go{false};
+  std::atomic<bool> done{false};
+  std::atomic<bool> early{false};
+  std::thread waiter([&] {  // started before the state turns: starting it allocates
+    while (!go.load()) {
+    }
+    hooks.init_slow();
+    early = !done.load();
+  });
+  alarm(10);
+  hooks.state->store((static_cast<int64_t>(getpid()) << 1) | 1);  // this process, initialising
+  go = true;
+  usleep(50 * 1000);
+  done = true;
+  hooks.state->store(kInitDone);
+  waiter.join();
+  return early ? 1 : 0;
+}
+
+TEST(Init, AThreadWaitsWhileAnotherThreadOfItsProcessInitialises) {
+  ASSERT_NE(init_hooks().state, nullptr) << "g_init_state not found in the symbol table (stripped?)";
+  ASSERT_NE(init_hooks().init_slow, nullptr);
+  EXPECT_EXIT(_exit(wait_for_an_initialising_thread()), testing::ExitedWithCode(0), "");
+}
+
+// A child forked while its parent ran hakmem's initialisation finishes it
+// itself: nobody else will (Stress.ForkDuringTheFirstAllocation forks at
+// that moment for real). (make mutate: a child that waited passed every
+// unit test before this one.)
+TEST(Init, AChildForkedWhileItsParentInitialisedFinishesIt) {
+  ASSERT_NE(init_hooks().state, nullptr) << "g_init_state not found in the symbol table (stripped?)";
+  ASSERT_NE(init_hooks().init_slow, nullptr);
+  EXPECT_EXIT(
+      {
+        const InitHooks hooks = init_hooks();
+        alarm(10);
+        hooks.state->store((static_cast<int64_t>(getppid()) << 1) | 1);  // the parent, initialising
+        hooks.init_slow();
+        void* p = malloc(100);
+        free(p);
+        _exit(hooks.state->load() == kInitDone && p != nullptr ? 0 : 1);
+      },
+      testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
