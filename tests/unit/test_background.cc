@@ -230,6 +230,22 @@ TEST(Mallctl, AnswersAsJemallocDoes) {
   EXPECT_EQ(hak_mallctl("background_thread", &on, &bsz, nullptr, 0), 0);
 }
 
+// A read with only one of oldp and oldlenp given copies nothing and touches
+// neither, as jemalloc's does (its read needs both): no crash through the
+// null one. (make mutate: a read that went on when one of them was null
+// passed every test before this one.)
+TEST(Mallctl, AReadWithoutItsBufferOrItsLengthCopiesNothing) {
+  size_t sz = sizeof(size_t);
+  EXPECT_EQ(hak_mallctl("stats.allocated", nullptr, &sz, nullptr, 0), 0);
+  EXPECT_EQ(sz, sizeof(size_t)) << "the length was changed";
+  size_t value = 12345;
+  EXPECT_EQ(hak_mallctl("stats.allocated", &value, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(value, 12345u) << "a value was copied without a length";
+  uint32_t small = 7;
+  EXPECT_EQ(hak_mallctl("stats.mapped", &small, nullptr, nullptr, 0), 0);
+  EXPECT_EQ(small, 7u);
+}
+
 // "background_thread" reads back what it was set to, as jemalloc's does:
 // on once the thread runs (it starts at the next slow path), off once
 // paused, and a write returns the old value. (make mutate: a reading that

@@ -17,6 +17,7 @@
 #include "large/large.h"
 #include "os/os.h"
 #include "slab/slab.h"
+#include "tests/support/proc_self.h"
 #include "tests/support/units.h"
 
 namespace {
@@ -134,6 +135,30 @@ TEST(Large, HugeCacheHoldsUpTo32Mappings) {
   hak_stats s;
   hak_stats_get(&s);
   EXPECT_EQ(s.huge_cached_bytes / (3 * MiB), 32u) << s.huge_cached_bytes << " bytes cached";
+  hak_trim();
+}
+
+// A huge block's mapping is aligned (its block to 4 MiB) by mapping more
+// and giving back the slack before and after it at once: ten blocks add
+// their own mappings to the process's address space, not up to 4 MiB more
+// each. (make mutate: a mapping that kept the slack after it passed every
+// test before this one.)
+TEST(Large, AnAlignedMappingKeepsNoSlack) {
+  hak_trim();  // no cached mapping to reuse
+  const long before_kib = test_support::status_field("VmSize");
+  void* v[10];
+  size_t used = 0;
+  for (void*& p : v) {
+    ASSERT_NE(p = malloc(5 * MiB + 12345), nullptr);
+    used += malloc_usable_size(p);
+  }
+  const long after_kib = test_support::status_field("VmSize");
+  ASSERT_GT(before_kib, 0);
+  // Each mapping: the block, and a header page (with guard pages around it
+  // in the hardened library).
+  EXPECT_LE(static_cast<size_t>(after_kib - before_kib) * KiB, used + 10 * 64 * KiB)
+      << "the ten blocks use " << used << " bytes";
+  for (void* p : v) free(p);
   hak_trim();
 }
 
