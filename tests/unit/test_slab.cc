@@ -227,6 +227,7 @@ TEST(Arena, SettingDecidesWhereSegmentsGo) {
   ASSERT_GE(s.segments, 10u);
   if (setting != nullptr && strcmp(setting, "0") == 0) {
     EXPECT_EQ(s.arena_bytes, 0u);
+    EXPECT_EQ(s.arena_base, 0u) << "no arena, but a base";
     EXPECT_EQ(s.segments_outside_arena, s.segments);
   } else if (setting != nullptr && strcmp(setting, "16") == 0) {
     EXPECT_EQ(s.arena_bytes, 16 * MiB);  // four segments (their metadata lives apart)
