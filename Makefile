@@ -14,7 +14,8 @@
 #   make scaling    the multi-threaded workloads at 1-16 threads under every allocator
 #                   (bench/results/scaling/)
 #   make gate       the merge gate: a quick benchmark run checked against bench/thresholds
-#   make mutate     mutation testing of core/ against a fast test set (tests/mutate/REPORT.md)
+#   make mutate     mutation testing of core/ against a fast test set (build/mutate-report.md;
+#                   the samples' record, with each survivor's verdict: tests/mutate/REPORT.md)
 #   make deps       install the Debian packages the build, tests and benchmarks need
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
@@ -93,7 +94,8 @@ hardened:
 # Mutation testing (tests/mutate/run): small bugs injected into core/ one at
 # a time in a private copy of the tree, each built and run against a fast
 # test set; prints killed / survived / not compiled / not in this build and
-# writes tests/mutate/REPORT.md. About 20-60 s a mutant; 150 by default
+# writes build/mutate-report.md; each survivor's verdict goes by hand into
+# tests/mutate/REPORT.md, the record of the samples. About 20-60 s a mutant; 150 by default
 # (MUTATE_ARGS="--max N --seed S --files core/x/y.cc").
 mutate:
 	python3 tests/mutate/run $(MUTATE_ARGS)
