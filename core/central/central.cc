@@ -7,13 +7,16 @@ namespace hakmem {
 
 namespace {
 
+// At most this many batches and bytes of a class wait in its pool; the rest
+// go back to the slabs so that empty slabs can return to the OS. A wave of
+// 1600 blocks of 4 KiB (glibc-simple's largest, 6.4 MiB, 200 batches of the
+// default 8) fits: with 64 batches and 4 MiB, a third of each wave went
+// back to its slabs block by block and was taken out again block by block
+// (glibc-simple ran 13% slower, its peak RSS the same). The price: 64
+// threads that end waves of frees in many classes at once peak higher
+// (bench/idle-threads: 133 MiB against 118), until the decay. Batches no
+// thread took for a whole decay period go back (central_decay).
 constexpr uint32_t kMaxBatches = 256;
-// At most this many bytes of a class wait in its pool; the rest go back to
-// the slabs so that empty slabs can return to the OS. A wave of 1600 blocks
-// of 4 KiB (glibc-simple's largest, 6.4 MiB) fits: with 4 MiB, a third of
-// each wave went back to its slabs block by block and was taken out again
-// block by block (glibc-simple ran 13% slower, its peak RSS the same).
-// Batches no thread took for a whole decay period go back (central_decay).
 constexpr uint64_t kPoolBytesPerClass = 8u << 20;
 
 // A class's shared state: its pool of batches and its slabs, and the lock
