@@ -6,7 +6,9 @@
 #   settings_run RAW REPEATS DURATION "WORKLOADS" NAME ENV [NAME ENV ...]
 #
 # ENV is what `env` takes before the program (LD_PRELOAD=... HAKMEM_X=0).
-# Appends one line per run to RAW: workload configuration ops/s peak-KiB.
+# A workload may carry arguments after commas (larson,--threads=8: how
+# bench/scaling varies the thread count). Appends one line per run to RAW:
+# workload configuration ops/s peak-KiB.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 settings_run() {
@@ -18,13 +20,15 @@ settings_run() {
     envs+=("$2")
     shift 2
   done
-  local n=${#names[@]} r w k i line ops kib
+  local n=${#names[@]} r w k i line ops kib args
   for ((r = 0; r < repeats; ++r)); do
     for w in $workloads; do
+      IFS=, read -ra args <<<"$w"
       for ((k = 0; k < n; ++k)); do
         i=$(((k + r) % n))
         # shellcheck disable=SC2086
-        line=$(env ${envs[$i]} /usr/bin/time -f "peak_kib=%M" "$BUILD/bench/$w" --duration="$duration" 2>&1) || {
+        line=$(env ${envs[$i]} /usr/bin/time -f "peak_kib=%M" "$BUILD/bench/${args[0]}" --duration="$duration" \
+          "${args[@]:1}" 2>&1) || {
           echo "settings: $w under ${names[$i]} failed: $line" >&2
           return 1
         }
