@@ -1,6 +1,7 @@
-# Sourced by bench/hardened-settings and bench/ace-arms: one library under
-# several settings (configurations), every workload of bench/run under each,
-# interleaved as bench/run does: each repeat runs every configuration of a
+# Sourced by bench/hardened-settings and bench/ace-arms (one library under
+# several settings) and bench/scaling (each allocator at each thread count):
+# every workload given runs under each configuration, interleaved as
+# bench/run does: each repeat runs every configuration of a
 # workload in turn, the first one rotating from repeat to repeat.
 #
 #   settings_run RAW REPEATS DURATION "WORKLOADS" NAME ENV [NAME ENV ...]
