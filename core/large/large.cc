@@ -268,9 +268,13 @@ void large_free_parked(uintptr_t word) {
 
 void* large_alloc(size_t size, size_t align, bool* zeroed) {
   if (align < kOsPageSize) align = kOsPageSize;
-  if (size <= kLargeMax && align <= kLargeMax) {  // with a guard, up to 33 units
-    uint32_t units = span_units(size);
-    uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
+  const uint32_t units = span_units(size);  // with a guard, up to 33 units
+  const uint32_t align_units = align > kUnitSize ? static_cast<uint32_t>(align >> kUnitShift) : 1;
+  // A span starts at unit 1 at the earliest (unit 0 is the header's), and
+  // at a multiple of its alignment: one that cannot end in its segment so
+  // (2 MiB aligned and, with a guard page, 33 units) is a huge block.
+  const uint32_t first_unit = align_units > 1 ? align_units : 1;
+  if (size <= kLargeMax && align <= kLargeMax && first_unit + units <= kUnitsPerSegment) {
     Run* run = backend_alloc_run(units, align_units, RunKind::kLarge, 0, zeroed);
     if (run == nullptr) return nullptr;
     g_counters.large_allocs.add(1);

@@ -162,6 +162,22 @@ TEST(Large, AnAlignedMappingKeepsNoSlack) {
   hak_trim();
 }
 
+// Every size up to the large limit at the largest span alignment, 2 MiB: a
+// span so aligned starts at a segment's unit 32, and the hardened library's
+// guard page makes a span of 2 MiB - 1 bytes 33 units long, which no
+// segment holds there. Such a request is a huge block. (The hardened
+// library returned NULL for it, found by prop_model.)
+TEST(Large, EverySizeUpToTheLimitTakesTheLargestSpanAlignment) {
+  for (size_t n : {size_t{128 * KiB + 1}, size_t{MiB}, size_t{2 * MiB - 4096 - 1}, size_t{2 * MiB - 1}, size_t{2 * MiB}}) {
+    void* p = nullptr;
+    ASSERT_EQ(posix_memalign(&p, 2 * MiB, n), 0) << n;
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (2 * MiB), 0u) << n;
+    ASSERT_GE(malloc_usable_size(p), n);
+    static_cast<volatile char*>(p)[n - 1] = 1;
+    free(p);
+  }
+}
+
 // A cached mapping far larger than the request is cut to size: a small huge
 // block must not pin a large one's pages.
 TEST(Large, SmallHugeRequestDoesNotPinALargeCachedMapping) {
