@@ -229,7 +229,8 @@ TEST(BadFreeNeverHandedOut, SlabSlackPointerIsRejected) {
     size_t slack_at = static_cast<size_t>(ci.blocks_per_slab) * ci.size;
     if (slack_at >= slab_bytes) continue;  // no slack in this class
     ++with_slack;
-    void* p = hak_malloc(ci.size);
+    // The class's own block: an aligned class serves page-aligned requests.
+    void* p = c < hakmem::kNumSizeClasses ? hak_malloc(hakmem::class_step(c)) : hak_aligned_alloc(4096, ci.size);
     ASSERT_NE(p, nullptr);
     std::string e = expect_disowned(slab_of(p).start + slack_at, ci.size);
     if (!e.empty() && wrong++ < 5)

@@ -21,8 +21,11 @@ void check_size(size_t n) {
   RC_ASSERT(c >= 0);
   RC_ASSERT(c < kNumClasses);
   RC_ASSERT(class_size(c) >= n);                       // fits
-  RC_ASSERT(c == 0 || class_size(c - 1) < n);          // the smallest class that fits
-  if (n > 64) RC_ASSERT(4 * (class_size(c) - n) < n);  // waste < 25 % above 64 B
+  RC_ASSERT(c < kNumSizeClasses);                      // never an aligned class
+  RC_ASSERT(class_step(c) >= n);                       // fits without the colour pad,
+  RC_ASSERT(c == 0 || class_step(c - 1) < n);          // the smallest class that does
+  if (n > 64) RC_ASSERT(4 * (class_step(c) - n) < n);  // waste < 25 % above 64 B, and
+  RC_ASSERT(class_size(c) - class_step(c) <= kColourPad);  // the pad, a cache line at most
   if (n > 8) RC_ASSERT(class_size(c) % 16 == 0);       // 16-aligned blocks above 8 B
   if (n <= kTinyMax) RC_ASSERT(c < kNumTinyClasses);
   else RC_ASSERT(c >= kNumTinyClasses);
@@ -49,7 +52,9 @@ RC_GTEST_PROP(SizeClass, AlignedClassIsTheSmallestAlignedFit, ()) {
   int want = -1;
   if (n <= kSlabMax && align <= kUnitSize)
     for (int k = 0; k < kNumClasses; ++k)
-      if (class_size(k) >= n && class_size(k) >= align && class_size(k) % align == 0) { want = k; break; }
+      if (class_step(k) >= n && class_size(k) >= align && class_size(k) % align == 0 &&
+          (want < 0 || class_size(k) < class_size(want)))
+        want = k;  // the smallest such, a size class before an aligned one
   RC_ASSERT(c == want);
 }
 
@@ -81,10 +86,12 @@ TEST(SizeClassExhaustive, EveryRequestSize) {
   for (size_t n = 0; n <= kSlabMax; ++n) {
     int c = size_to_class(n);
     ASSERT_GE(class_size(c), n);
-    ASSERT_TRUE(c == 0 || class_size(c - 1) < n) << n;
+    ASSERT_TRUE(c == 0 || class_step(c - 1) < n) << n;
+    ASSERT_GE(class_step(c), n) << n;
     ASSERT_GE(c, prev) << n;
     if (n > 64) {
-      ASSERT_LT(4 * (class_size(c) - n), n) << "waste of " << n << " in class " << class_size(c);
+      ASSERT_LT(4 * (class_step(c) - n), n) << "waste of " << n << " in class " << class_size(c);
+      ASSERT_LE(class_size(c) - class_step(c), kColourPad) << n;
     }
     if (n > 8) {
       ASSERT_EQ(class_size(c) % 16, 0u) << n;
@@ -101,13 +108,14 @@ TEST(SizeClassExhaustive, SlabGeometryAndBlockTest) {
   for (int c = 0; c < kNumClasses; ++c) {
     const ClassInfo& ci = class_info(c);
     SCOPED_TRACE(testing::Message() << "class " << c << " (" << ci.size << " B)");
-    if (c > 0) {
+    if (c > 0 && c != kNumSizeClasses) {  // the aligned classes start again from 8 KiB
       EXPECT_GT(ci.size, class_info(c - 1).size);
     }
     EXPECT_GE(ci.slab_units, 1u);
     EXPECT_LE(ci.slab_units, static_cast<uint32_t>(kUnitsPerSegment - 1));  // fits in a segment
     EXPECT_LE(uint64_t{ci.blocks_per_slab} * ci.size, uint64_t{ci.slab_units} * kUnitSize);
-    EXPECT_GE(ci.blocks_per_slab, ci.size <= 32768 ? 16u : 8u);
+    // Room for 16 steps (8 above 32 KiB): a coloured class's pads take one.
+    EXPECT_GE(ci.blocks_per_slab, (class_step(c) <= 32768 ? 16u : 8u) - (ci.size == class_step(c) ? 0 : 1));
     const uint32_t end = static_cast<uint32_t>(ci.slab_units * kUnitSize);
     for (uint32_t off = 0; off < end; ++off)
       ASSERT_EQ(class_block_test(ci, off, ci.blocks_per_slab), off % ci.size == 0 && off / ci.size < ci.blocks_per_slab)

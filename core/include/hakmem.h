@@ -42,7 +42,7 @@ HAK_API void hak_free_sized(void* ptr, size_t size);
  * (any size range), 0 otherwise. Never writes memory. */
 HAK_API int hak_owns(const void* ptr);
 
-#define HAK_NUM_CLASSES 49
+#define HAK_NUM_CLASSES 64  /* 49 size classes, then 15 classes of page-aligned blocks */
 
 typedef struct hak_class_stats {
   uint64_t block_size;

@@ -5,13 +5,33 @@
 // ...): a request above 64 B never wastes more than 25 % of itself
 // (worst case 129 -> 160). Every class above 8 B is a multiple of 16, and
 // slabs start on 64 KiB boundaries, so every block is 16-byte aligned.
+//
+// Colour. A class whose step is a whole number of pages from 8 KiB up
+// (8, 12, 16, 20 ... 128 KiB) is 64 bytes longer than that step, so that
+// block k of a slab starts k cache lines past a page boundary. Were every
+// block page-aligned, the first line of every page of every block would
+// fall in the same few cache sets: a program that writes one word per page
+// (or keeps a header at each block's start) would thrash them.
+// bench/mid-churn, which writes every page of blocks of 8-32 KiB, ran at
+// 0.45x the speed with page-aligned blocks (2026-12-03; bench/losses.txt's
+// history). Requests that need a page-aligned block (posix_memalign,
+// aligned_alloc, valloc with an alignment of 4 KiB or more) take it from
+// the aligned classes instead: one per coloured class, of the uncoloured
+// step, placed after the classes malloc's lookup maps to. They have slabs,
+// bins and pools of their own like any class.
 #pragma once
 
 #include "base/base.h"
 
 namespace hakmem {
 
-constexpr int kNumClasses = 49;
+// Every class: each has a slab tag, a thread-cache bin and a central pool.
+constexpr int kNumClasses = 64;
+// The classes malloc's size lookup maps to, strictly increasing in size;
+// classes kNumSizeClasses.. are the aligned classes (see Colour, above).
+constexpr int kNumSizeClasses = 49;
+constexpr uint32_t kColourPad = 64;     // one cache line
+constexpr uint32_t kColourPage = 4096;  // the span whose offsets colours spread over: the page
 // The hardened variant keeps a mark in word 1 of every free block (base.h),
 // so its smallest class is the 16 B one; the 8 B class then serves nothing.
 constexpr int kSmallestClass = kHardened ? 1 : 0;
@@ -40,11 +60,26 @@ struct ClassInfo {
 
 namespace size_class_detail {
 
-constexpr uint32_t class_size(int c) {
+// The ladder of steps: 8, 16, 32, 48, 64, then four per doubling.
+constexpr uint32_t ladder_step(int c) {
   if (c < 5) return c == 0 ? 8u : static_cast<uint32_t>(c) * 16u;  // 8, 16, 32, 48, 64
   int k = c - 5;                       // 0.. : four steps per doubling from 64
   uint32_t base = 64u << (k / 4);
   return base + base / 4 * static_cast<uint32_t>(k % 4 + 1);
+}
+constexpr bool coloured_step(uint32_t step) { return step >= 2 * kColourPage && step % kColourPage == 0; }
+// A class's step without its colour: a size class's ladder step, or the
+// step of the coloured class an aligned class stands beside.
+constexpr uint32_t class_step(int c) {
+  if (c < kNumSizeClasses) return ladder_step(c);
+  int k = c - kNumSizeClasses;
+  for (int s = 0; s < kNumSizeClasses; ++s)
+    if (coloured_step(ladder_step(s)) && k-- == 0) return ladder_step(s);
+  return 0;
+}
+constexpr uint32_t class_size(int c) {
+  uint32_t step = class_step(c);
+  return c < kNumSizeClasses && coloured_step(step) ? step + kColourPad : step;
 }
 
 struct Tables {
@@ -57,10 +92,13 @@ constexpr Tables build() {
   Tables t{};
   for (int c = 0; c < kNumClasses; ++c) {
     uint32_t size = class_size(c);
-    // At least 16 blocks per slab up to 32 KiB and 8 above, so a refill batch
-    // comes from one slab; tiny classes fill a single unit.
-    uint32_t min_blocks = size <= 32768 ? 16u : 8u;
-    uint32_t units = static_cast<uint32_t>((uint64_t{size} * min_blocks + kUnitSize - 1) / kUnitSize);
+    // Room for 16 steps per slab up to 32 KiB and 8 above, so a refill batch
+    // comes from one slab; tiny classes fill a single unit. A coloured class
+    // fits one block fewer in the same slab (its pads add up to less than
+    // one step): the same units either way.
+    uint32_t step = class_step(c);
+    uint32_t min_blocks = step <= 32768 ? 16u : 8u;
+    uint32_t units = static_cast<uint32_t>((uint64_t{step} * min_blocks + kUnitSize - 1) / kUnitSize);
     if (units == 0) units = 1;
     t.info[c].size = size;
     t.info[c].slab_units = units;
@@ -72,12 +110,12 @@ constexpr Tables build() {
   }
   int c = kSmallestClass;
   for (size_t i = 0; i <= kTinyMax / 8; ++i) {
-    while (class_size(c) < i * 8) ++c;
+    while (class_step(c) < i * 8) ++c;
     t.small_class[i] = static_cast<uint8_t>(c);
   }
   c = 0;
   for (size_t i = 0; i <= kSlabMax / 256; ++i) {
-    while (class_size(c) < i * 256) ++c;
+    while (class_step(c) < i * 256) ++c;  // a colour pad is room, not reach
     t.mid_class[i] = static_cast<uint8_t>(c);
   }
   return t;
@@ -85,7 +123,14 @@ constexpr Tables build() {
 
 inline constexpr Tables kTables = build();
 
-static_assert(class_size(kNumClasses - 1) == kSlabMax, "the last class is the mid limit");
+static_assert(class_step(kNumSizeClasses - 1) == kSlabMax && class_size(kNumClasses - 1) == kSlabMax,
+              "the last size class and the last aligned class serve the mid limit");
+constexpr int count_coloured() {
+  int n = 0;
+  for (int c = 0; c < kNumSizeClasses; ++c) n += coloured_step(ladder_step(c)) ? 1 : 0;
+  return n;
+}
+static_assert(kNumSizeClasses + count_coloured() == kNumClasses, "one aligned class per coloured class");
 static_assert(class_size(27) == kCanaryClassMax && class_size(28) == 4096, "canaries end at a class, below 4 KiB");
 static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 
@@ -93,6 +138,8 @@ static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 
 HAK_INLINE constexpr const ClassInfo& class_info(int cls) { return size_class_detail::kTables.info[cls]; }
 HAK_INLINE size_t class_size(int cls) { return size_class_detail::kTables.info[cls].size; }
+// A class's size less its colour pad: what malloc's lookup fits requests to.
+HAK_INLINE constexpr size_t class_step(int cls) { return size_class_detail::class_step(cls); }
 
 // Is `off` (an address minus its slab's start) the start of one of the slab's
 // first `carved` blocks? Exactly when off * check_c < carved * check_step
@@ -117,12 +164,23 @@ HAK_INLINE int size_to_class(size_t n) {
 }
 
 // The smallest class >= `n` whose blocks are all `align`-aligned (its size is
-// a multiple of align; slabs start 64 KiB-aligned), or -1 if none is.
+// a multiple of align; slabs start 64 KiB-aligned), or -1 if none is: a size
+// class when one is, else an aligned class (page alignments from 8 KiB up).
 inline int size_to_aligned_class(size_t n, size_t align) {
   if (n > kSlabMax || align > kUnitSize) return -1;
-  for (int c = size_to_class(n < align ? align : n); c < kNumClasses; ++c)
-    if (class_size(c) % align == 0) return c;
-  return -1;
+  if (n < align) n = align;
+  int best = -1;
+  for (int c = size_to_class(n); c < kNumSizeClasses; ++c)
+    if ((class_size(c) & (align - 1)) == 0) {
+      best = c;
+      break;
+    }
+  for (int c = kNumSizeClasses; c < kNumClasses; ++c)  // in increasing size
+    if (class_size(c) >= n && (class_size(c) & (align - 1)) == 0) {
+      if (best < 0 || class_size(c) < class_size(best)) best = c;
+      break;
+    }
+  return best;
 }
 
 }  // namespace hakmem

@@ -84,7 +84,7 @@ void segmap_mark_huge(const void* user);
 void segmap_clear_huge(const void* user);
 
 constexpr uint8_t kTagFree = 0x00;
-constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0)
+constexpr uint8_t kTagSlabMagic = 0x80;   // 0x80 + class (tiny: 0x80..0x94, mid: 0x95..0xB0, aligned: 0xB1..0xBF)
 constexpr uint8_t kTagLarge = 0xC0;       // first unit of a large span
 constexpr uint8_t kTagLargeTail = 0xC1;   // further units of a large span
 // First unit of a large span that its program freed and a thread keeps for

@@ -33,7 +33,7 @@ static_assert(sizeof(TlsBin) == 32, "a bin is indexed with one shift");
 // bins[] has a power-of-two number of slots, the classes' and spares that
 // stay empty: free() masks the bin offset it reads from a unit entry
 // (tls_bin_by_offset), and every masked offset lands on a bin of this thread.
-constexpr int kTlsBinSlots = 64;
+constexpr int kTlsBinSlots = 128;  // half of them spares: a forged offset finds one as often as a class
 static_assert(kNumClasses <= kTlsBinSlots, "every class has a bin");
 
 // The hardened variant's quarantine (HAKMEM_HARDENED_QUARANTINE): per thread

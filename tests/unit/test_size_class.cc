@@ -3,6 +3,8 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#include <algorithm>
+#include <set>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -18,6 +20,7 @@ using namespace hakmem;
 TEST(SizeClass, TableShape) {
   EXPECT_EQ(kNumClasses, HAK_NUM_CLASSES);
   EXPECT_EQ(class_size(0), 8u);
+  EXPECT_EQ(class_size(kNumSizeClasses - 1), kSlabMax + kColourPad);
   EXPECT_EQ(class_size(kNumClasses - 1), kSlabMax);
   EXPECT_EQ(class_size(kNumTinyClasses - 1), kTinyMax);
   EXPECT_LT(class_size(kNumTinyClasses - 1 + 1), kTinyMax * 2);
@@ -28,8 +31,33 @@ TEST(SizeClass, TableShape) {
 }
 
 TEST(SizeClass, StrictlyIncreasing) {
-  for (int c = 1; c < kNumClasses; ++c)
+  for (int c = 1; c < kNumSizeClasses; ++c)
     EXPECT_LT(class_size(c - 1), class_size(c)) << "class " << c - 1 << " and " << c;
+  for (int c = kNumSizeClasses + 1; c < kNumClasses; ++c)
+    EXPECT_LT(class_size(c - 1), class_size(c)) << "aligned class " << c - 1 << " and " << c;
+}
+
+// Colour: the size classes whose step is a whole number of pages from 8 KiB
+// up are a cache line longer, so that the blocks of a slab start on
+// different lines of their pages; each has an aligned class of the step
+// itself, after the size classes, in the same order.
+TEST(SizeClass, PageMultiplesAreColouredAndHaveAnAlignedTwin) {
+  int twin = kNumSizeClasses;
+  for (int c = 0; c < kNumSizeClasses; ++c) {
+    const size_t s = class_size(c);
+    if (s < 2 * 4096 || (s - kColourPad) % 4096 != 0) {
+      EXPECT_TRUE(s % 4096 != 0 || s == 4096) << "class " << c << " (" << s << " B) is page-aligned and uncoloured";
+      continue;
+    }
+    ASSERT_LT(twin, kNumClasses) << "no aligned class for class " << c;
+    EXPECT_EQ(class_size(twin), s - kColourPad) << "class " << c;
+    // Block k of a slab starts k cache lines into its page, up to a page.
+    std::set<size_t> lines;
+    for (uint32_t k = 0; k < class_info(c).blocks_per_slab; ++k) lines.insert(k * s % 4096 / 64);
+    EXPECT_EQ(lines.size(), std::min<size_t>(class_info(c).blocks_per_slab, 64)) << "class " << c;
+    ++twin;
+  }
+  EXPECT_EQ(twin, kNumClasses) << "aligned classes without a coloured class";
 }
 
 TEST(SizeClass, MultiplesOfSixteenAboveEight) {
@@ -39,10 +67,12 @@ TEST(SizeClass, MultiplesOfSixteenAboveEight) {
   }
 }
 
+// The smallest class whose step (its size less any colour pad) holds n:
+// a pad is room the program may use (malloc_usable_size), not a reach.
 TEST(SizeClass, SizeToClassIsSmallestFit) {
   int expect = kSmallestClass;
   for (size_t n = 0; n <= kSlabMax; ++n) {
-    while (class_size(expect) < n) ++expect;
+    while (class_step(expect) < n) ++expect;
     int got = size_to_class(n);
     ASSERT_EQ(got, expect) << "size " << n << " maps to class of " << class_size(got) << ", smallest fit is "
                            << class_size(expect);
@@ -59,15 +89,15 @@ TEST(SizeClass, WasteUnderQuarterAbove64) {
   for (size_t n = 65; n <= kSlabMax; ++n) {
     size_t s = class_size(size_to_class(n));
     ASSERT_GE(s, n);
-    ASSERT_LT((s - n) * 4, n) << "request " << n << " gets " << s << ": waste " << s - n;
+    ASSERT_LT((s - n) * 4, n + 4 * kColourPad) << "request " << n << " gets " << s << ": waste " << s - n;
   }
 }
 
 TEST(SizeClass, AtLeastFourClassesPerDoublingAbove64) {
   for (size_t lo = 64; lo < kSlabMax; lo *= 2) {
     int count = 0;
-    for (int c = 0; c < kNumClasses; ++c)
-      if (class_size(c) > lo && class_size(c) <= lo * 2) ++count;
+    for (int c = 0; c < kNumSizeClasses; ++c)
+      if (class_step(c) > lo && class_step(c) <= lo * 2) ++count;
     EXPECT_GE(count, 4) << "classes in (" << lo << ", " << lo * 2 << "]";
   }
 }
@@ -84,12 +114,15 @@ TEST(SizeClass, SlabGeometry) {
     EXPECT_LE(uint64_t{ci.blocks_per_slab} * ci.size, bytes);
     // No room left for one more block (no unit wasted for nothing).
     EXPECT_LT(bytes - uint64_t{ci.blocks_per_slab} * ci.size, ci.size);
-    // Enough blocks that a refill batch comes from one slab.
-    EXPECT_GE(ci.blocks_per_slab, ci.size <= 32768 ? 16u : 8u);
+    // Enough blocks that a refill batch comes from one slab: room for 16
+    // steps (8 above 32 KiB), which a coloured class's pads cost one block of.
+    const uint32_t step = class_step(c);
+    const uint32_t min_blocks = step <= 32768 ? 16 : 8;
+    EXPECT_GE(ci.blocks_per_slab, ci.size == step ? min_blocks : min_blocks - 1);
+    EXPECT_GE(uint64_t{ci.slab_units} * kUnitSize, uint64_t{step} * min_blocks);
     // Not more units than needed for that minimum.
-    uint64_t min_blocks = ci.size <= 32768 ? 16 : 8;
     if (ci.slab_units > 1) {
-      EXPECT_LT(uint64_t{ci.slab_units - 1} * kUnitSize, uint64_t{ci.size} * min_blocks);
+      EXPECT_LT(uint64_t{ci.slab_units - 1} * kUnitSize, uint64_t{step} * min_blocks);
     }
   }
 }
@@ -138,13 +171,13 @@ TEST(SizeClass, AlignedClass) {
         EXPECT_EQ(c, -1) << n << " " << align;
         continue;
       }
-      // The smallest class >= n whose size is a multiple of align.
+      // The smallest class whose step holds n and whose size is a multiple
+      // of align, a size class before an aligned one of the same size.
       int expect = -1;
       for (int k = kSmallestClass; k < kNumClasses; ++k)
-        if (class_size(k) >= n && class_size(k) >= align && class_size(k) % align == 0) {
+        if (class_step(k) >= n && class_size(k) >= align && class_size(k) % align == 0 &&
+            (expect < 0 || class_size(k) < class_size(expect)))
           expect = k;
-          break;
-        }
       ASSERT_EQ(c, expect) << "size " << n << " align " << align;
     }
   }

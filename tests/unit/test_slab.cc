@@ -100,13 +100,16 @@ TEST(Slab, RandomSequencesKeepHeapConsistent) {
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
+// Every class, the aligned ones through aligned_alloc (a page-aligned
+// request of their size finds no size class that serves it).
 TEST(Slab, BlocksOfOneClassNeverOverlap) {
   for (int c = hakmem::kSmallestClass; c < kNumClasses; ++c) {
     size_t size = class_size(c);
+    const bool aligned = c >= hakmem::kNumSizeClasses;
     size_t count = std::min<size_t>(1500, (8 * MiB) / size + 20);
     std::vector<unsigned char*> v;
     for (size_t i = 0; i < count; ++i) {
-      auto* p = static_cast<unsigned char*>(opaque(malloc(size)));
+      auto* p = static_cast<unsigned char*>(opaque(aligned ? aligned_alloc(4096, size) : malloc(hakmem::class_step(c))));
       ASSERT_NE(p, nullptr);
       ASSERT_EQ(malloc_usable_size(p), size);
       memset(p, static_cast<int>(i * 7 + c), size);
@@ -128,6 +131,45 @@ TEST(Slab, BlocksOfOneClassNeverOverlap) {
       ASSERT_GE(sorted[i], sorted[i - 1] + size) << "class " << size << ": blocks overlap";
     for (unsigned char* p : v) free(p);
   }
+  EXPECT_EQ(hak_check_heap(), 0);
+}
+
+// Colour (size_class.h): the blocks of 8 KiB that one slab hands out start
+// on different cache lines of their pages, where page-aligned blocks would
+// put every page's first line in the same few cache sets; a page-aligned
+// request of the same size is served page-aligned, by the aligned class.
+TEST(Slab, BlocksOfAPageMultipleClassStartOnDifferentLinesOfTheirPages) {
+  const int coloured = hakmem::size_to_class(8192);
+  std::vector<void*> plain, page;
+  std::vector<char*> slabs;
+  std::vector<size_t> offsets;
+  for (int i = 0; i < 64; ++i) {
+    void* p = opaque(malloc(8192));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(malloc_usable_size(p), 8192u + hakmem::kColourPad);
+    hakmem::RunInfo run{};
+    ASSERT_TRUE(hakmem::run_lookup(p, &run));
+    EXPECT_EQ(run.cls, coloured);
+    offsets.push_back(reinterpret_cast<uintptr_t>(p) % 4096);
+    if (std::find(slabs.begin(), slabs.end(), run.start) == slabs.end()) slabs.push_back(run.start);
+    plain.push_back(p);
+  }
+  std::sort(offsets.begin(), offsets.end());
+  const size_t lines = static_cast<size_t>(std::unique(offsets.begin(), offsets.end()) - offsets.begin());
+  EXPECT_GE(lines, size_t{hakmem::class_info(coloured).blocks_per_slab}) << "from " << slabs.size() << " slabs";
+  for (size_t off : offsets) EXPECT_EQ(off % 64, 0u) << "a block off a cache line";
+  for (int i = 0; i < 64; ++i) {
+    void* p = opaque(aligned_alloc(4096, 8192));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 4096, 0u);
+    EXPECT_EQ(malloc_usable_size(p), 8192u);
+    hakmem::RunInfo run{};
+    ASSERT_TRUE(hakmem::run_lookup(p, &run));
+    EXPECT_GE(run.cls, hakmem::kNumSizeClasses) << "a page-aligned block from a coloured class";
+    page.push_back(p);
+  }
+  for (void* p : plain) free(p);
+  for (void* p : page) free(p);
   EXPECT_EQ(hak_check_heap(), 0);
 }
 
