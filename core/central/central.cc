@@ -20,27 +20,41 @@ constexpr uint32_t kMaxBatches = 256;
 constexpr uint64_t kPoolBytesPerClass = 8u << 20;
 
 // A class's shared state: its pool of batches and its slabs, and the lock
-// that guards both. Own cache line: classes do not contend.
+// that guards both (class_lock). Own cache lines: classes do not contend.
 struct alignas(64) CentralClass {
-  Lock lock;
+  Lock lock;  // unused in an aligned class: see class_lock
   SlabClass slabs;
   uint32_t batches = 0;
   // The fewest batches the pool held since the last decay pass: that many sat
   // untouched for a whole period, and go back to their slabs at the next.
   uint32_t low_water = 0;
   uint64_t pooled_blocks = 0;
-  BlockList stack[kMaxBatches]{};
 };
 
 CentralClass g_central[kNumClasses];
+// Each class's stack of batches (6 KiB), apart from the headers above, which
+// every decay pass and fork touch: a class that never pools a batch never
+// makes its stack's pages resident. Inside the headers, the stacks made
+// every process 256 KiB larger from its first decay pass on.
+BlockList g_stacks[kNumClasses][kMaxBatches];
+
+// The lock of class `cls`: its own, or for an aligned class (size_class.h)
+// that of the coloured size class it stands beside. Fork and hak_check_heap
+// hold every class lock at once, and ThreadSanitizer's deadlock detector
+// follows at most 64 locks held by one thread: 64 class locks, the thread
+// registry's and the backend's would stop it (the TSan tests). Sharing costs
+// no contention worth the name: page-aligned requests are rare.
+Lock& class_lock(int cls) {
+  return g_central[cls < kNumSizeClasses ? cls : size_to_class(class_step(cls))].lock;
+}
 
 }  // namespace
 
 BlockList central_take(int cls, uint32_t want) {
   CentralClass& c = g_central[cls];
-  LockGuard guard(c.lock);
+  LockGuard guard(class_lock(cls));
   if (c.batches > 0) {
-    BlockList b = c.stack[--c.batches];
+    BlockList b = g_stacks[cls][--c.batches];
     c.pooled_blocks -= b.count;
     if (c.batches < c.low_water) c.low_water = c.batches;
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kTls));
@@ -55,10 +69,10 @@ void central_give(int cls, BlockList list) {
   if (list.count == 0) return;
   HAK_CONTRACT(contracts::list_moved(list.head, list.count, contracts::Place::kTls, contracts::Place::kCentral));
   CentralClass& c = g_central[cls];
-  LockGuard guard(c.lock);
+  LockGuard guard(class_lock(cls));
   uint64_t pooled_bytes = (c.pooled_blocks + list.count) * class_size(cls);
   if (c.batches < kMaxBatches && pooled_bytes <= kPoolBytesPerClass) {
-    c.stack[c.batches++] = list;
+    g_stacks[cls][c.batches++] = list;
     c.pooled_blocks += list.count;
     return;
   }
@@ -70,13 +84,14 @@ namespace {
 
 // Sends the `n` oldest batches (the bottom of the stack) back to their slabs.
 void return_oldest_locked(int cls, CentralClass& c, uint32_t n) {
+  BlockList* const stack = g_stacks[cls];
   for (uint32_t i = 0; i < n; ++i) {
-    const BlockList& b = c.stack[i];
+    const BlockList& b = stack[i];
     HAK_CONTRACT(contracts::list_moved(b.head, b.count, contracts::Place::kCentral, contracts::Place::kSlab));
     c.pooled_blocks -= b.count;
     slab_return_blocks(c.slabs, cls, b);
   }
-  for (uint32_t i = n; i < c.batches; ++i) c.stack[i - n] = c.stack[i];
+  for (uint32_t i = n; i < c.batches; ++i) stack[i - n] = stack[i];
   c.batches -= n;
   c.low_water = c.batches;
 }
@@ -85,7 +100,7 @@ void return_oldest_locked(int cls, CentralClass& c, uint32_t n) {
 
 void central_drain(int cls) {
   CentralClass& c = g_central[cls];
-  LockGuard guard(c.lock);
+  LockGuard guard(class_lock(cls));
   return_oldest_locked(cls, c, c.batches);
   slab_purge_free_pages(c.slabs, cls, true);
 }
@@ -93,29 +108,29 @@ void central_drain(int cls) {
 void central_decay() {
   for (int cls = 0; cls < kNumClasses; ++cls) {
     CentralClass& c = g_central[cls];
-    if (!c.lock.try_lock()) continue;  // busy, so not idle: the next pass will see it
+    Lock& lock = class_lock(cls);
+    if (!lock.try_lock()) continue;  // busy, so not idle: the next pass will see it
     return_oldest_locked(cls, c, c.low_water);
     slab_purge_free_pages(c.slabs, cls, false);
-    c.lock.unlock();
+    lock.unlock();
   }
 }
 
 uint64_t central_pooled_blocks(int cls) {
-  CentralClass& c = g_central[cls];
-  LockGuard guard(c.lock);
-  return c.pooled_blocks;
+  LockGuard guard(class_lock(cls));
+  return g_central[cls].pooled_blocks;
 }
 
 uint64_t central_slab_count(int cls) { return g_central[cls].slabs.slabs.load(std::memory_order_relaxed); }
 
 void central_lock_all() {
-  for (auto& c : g_central) c.lock.lock();
+  for (int cls = 0; cls < kNumSizeClasses; ++cls) g_central[cls].lock.lock();  // every class_lock
 }
 void central_unlock_all() {
-  for (auto& c : g_central) c.lock.unlock();
+  for (int cls = 0; cls < kNumSizeClasses; ++cls) g_central[cls].lock.unlock();
 }
 void central_fork_child() {
-  for (auto& c : g_central) c.lock.reinit_in_child();
+  for (int cls = 0; cls < kNumSizeClasses; ++cls) g_central[cls].lock.reinit_in_child();
 }
 
 }  // namespace hakmem

@@ -3,7 +3,8 @@
 // batch over costs one lock, never a walk over its blocks. Beyond its
 // capacity, blocks go back to their slabs. Each class's state -- the pool,
 // the class's slabs (SlabClass: the partly free ones and their count) and
-// the one lock that guards both -- lives here; the slab box works on the
+// the one lock that guards both, which an aligned class shares with the
+// coloured class beside it -- lives here; the slab box works on the
 // slabs only inside these calls, under that lock.
 #pragma once
 
