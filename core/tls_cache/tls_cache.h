@@ -383,7 +383,7 @@ void tls_spans_take_all(ThreadCache& tc, Fn fn) {
 // Blocks of a class waiting in the thread's quarantine (hardened; else 0):
 // its occupied slots, counted here (stats, thread exit) rather than kept
 // up to date on every free.
-inline uint32_t tls_quarantine_held(const ThreadCache& tc, int cls) {
+HAK_INLINE uint32_t tls_quarantine_held(const ThreadCache& tc, int cls) {
 #if defined(HAKMEM_HARDENED)
   uint32_t held = 0;
   for (const void* slot : tc.quarantine[cls].random) held += slot != nullptr;
@@ -396,19 +396,24 @@ inline uint32_t tls_quarantine_held(const ThreadCache& tc, int cls) {
 }
 
 // Blocks pushed onto a class's bin by free so far.
-inline uint64_t tls_bin_pushes(const ThreadCache& tc, int cls) {
+HAK_INLINE uint64_t tls_bin_pushes(const ThreadCache& tc, int cls) {
   return static_cast<uint64_t>(tc.free_ticks_granted[cls] - tc.bins[cls].free_tick);
 }
 // The thread's frees of a class so far: those pushed, and those waiting in
 // quarantine to be.
-inline uint64_t tls_bin_frees(const ThreadCache& tc, int cls) {
+HAK_INLINE uint64_t tls_bin_frees(const ThreadCache& tc, int cls) {
   return tls_bin_pushes(tc, cls) + tls_quarantine_held(tc, cls);
 }
 
 // A class's counters in one thread, allocations included: every block the
 // thread's list ever held arrived by refill or by a push, and left by
-// allocation or flush, so allocs = net_in + pushes - count.
-inline ClassCounters tls_cache_counts(const ThreadCache& tc, int cls) {
+// allocation or flush, so allocs = net_in + pushes - count. Always inlined,
+// as are the three above: the statistics read live threads' counters in a
+// function that ThreadSanitizer leaves alone (a benign race, api.cc), and
+// GCC does not inline an ordinary function into it, so an out-of-line copy
+// was instrumented and reported the race (Threads.StatsNeverCountAnExiting-
+// ThreadTwice, now and then, under TSan).
+HAK_INLINE ClassCounters tls_cache_counts(const ThreadCache& tc, int cls) {
   const TlsBin& bin = tc.bins[cls];
   ClassCounters c = tc.counters[cls];
   c.frees = tls_bin_frees(tc, cls);
