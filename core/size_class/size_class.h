@@ -54,6 +54,7 @@ struct ClassInfo {
   uint64_t check_c;
   uint64_t check_step;
   uint32_t size;
+  uint32_t step;             // size less any colour pad (class_step)
   uint32_t slab_units;       // 64 KiB units per slab
   uint32_t blocks_per_slab;
 };
@@ -101,6 +102,7 @@ constexpr Tables build() {
     uint32_t units = static_cast<uint32_t>((uint64_t{step} * min_blocks + kUnitSize - 1) / kUnitSize);
     if (units == 0) units = 1;
     t.info[c].size = size;
+    t.info[c].step = step;
     t.info[c].slab_units = units;
     t.info[c].blocks_per_slab = static_cast<uint32_t>(units * kUnitSize / size);
     // floor(2^64 / size) + 1: UINT64_MAX / size is floor(2^64 / size) unless
@@ -139,7 +141,7 @@ static_assert(class_size(kNumTinyClasses - 1) == kTinyMax, "class 20 is 1 KiB");
 HAK_INLINE constexpr const ClassInfo& class_info(int cls) { return size_class_detail::kTables.info[cls]; }
 HAK_INLINE size_t class_size(int cls) { return size_class_detail::kTables.info[cls].size; }
 // A class's size less its colour pad: what malloc's lookup fits requests to.
-HAK_INLINE constexpr size_t class_step(int cls) { return size_class_detail::class_step(cls); }
+HAK_INLINE constexpr size_t class_step(int cls) { return size_class_detail::kTables.info[cls].step; }
 
 // Is `off` (an address minus its slab's start) the start of one of the slab's
 // first `carved` blocks? Exactly when off * check_c < carved * check_step
